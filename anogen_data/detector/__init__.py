@@ -1,0 +1,1 @@
+"""The bundled detector: models, losses, training loop and metrics."""

@@ -1,0 +1,1 @@
+"""Diffusion model loading (hub id or local folder) and tiny random components for tests."""

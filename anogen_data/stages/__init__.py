@@ -1,0 +1,1 @@
+"""The one place that reads and writes files for each DVC stage."""

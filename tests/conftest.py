@@ -1,0 +1,35 @@
+"""Shared fixtures: the real-data folder (skipped when absent) and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("ANOGEN_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only real datasets beside the checkout (../shared/data); skip when absent."""
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set ANOGEN_SHARED_DATA); fresh clones skip this test")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``anogen-data ARGS...`` in-process; returns (exit_code, stdout, stderr)."""
+    from anogen_data.cli import main
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
