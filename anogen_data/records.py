@@ -55,6 +55,31 @@ class IndexEntry(Sample):
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where and what shape one synthetic defect will be (one line of ``layouts.jsonl``), decided
+    before any pixel is made.
+
+    Attributes:
+        id: the sample stem, e.g. "syn_000001"; unique in a run, kept by the SynthRecord made from it.
+        category, defect_type: what to make.
+        source_path: the good image (role "train") the defect goes on.
+        bbox_xyxy: the defect's box (x0, y0, x1, y1), x1/y1 exclusive, inside the image.
+        mask_rle: pycocotools RLE of the full-image mask, {"size": [H, W], "counts": str}; 255 inside.
+        seed: per-sample seed (derived from the run seed and the sample number).
+        shape_source: where the mask shape came from: "real:<mask path>", "perlin" or "stroke".
+    """
+
+    id: str
+    category: str
+    defect_type: str
+    source_path: str
+    bbox_xyxy: tuple[int, int, int, int]
+    mask_rle: dict[str, Any]
+    seed: int
+    shape_source: str
+
+
+@dataclass(frozen=True)
 class SynthRecord:
     """One synthetic anomaly (one line of ``records.jsonl``), written by ``generate``.
 
@@ -121,6 +146,15 @@ def write_index(path: Path, entries: list[IndexEntry]) -> int:
 def read_records(path: Path) -> list[SynthRecord]:
     """Read ``records.jsonl``; image/mask paths stay relative to its folder."""
     return _from_rows(SynthRecord, read_jsonl(path), Path(path))
+
+
+def read_layouts(path: Path) -> list[Layout]:
+    """Read ``layouts.jsonl``."""
+    return _from_rows(Layout, read_jsonl(path), Path(path))
+
+
+def write_layouts(path: Path, layouts: list[Layout]) -> int:
+    return write_jsonl(path, (to_row(x) for x in layouts))
 
 
 def write_records(path: Path, records: list[SynthRecord]) -> int:
