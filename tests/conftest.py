@@ -33,3 +33,24 @@ def run_cli(capsys):
         return code, out, err
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def demo_data_root(tmp_path_factory) -> Path:
+    """A small demo category rendered once per session: ROOT/demo in MVTec layout, 64 px, 12 train/good,
+    4 test/good, defect types scratch and spot with 4 anomalies each (exact masks, 255 = defect)."""
+    from anogen_data.data.demo import render_demo
+
+    root = tmp_path_factory.mktemp("demo_data")
+    render_demo(root, size=64, n_good=12, n_test_good=4, defects=("scratch", "spot"), n_per_defect=4)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo_data_root, tmp_path_factory) -> Path:
+    """index.jsonl of ``demo_data_root`` (first-third: 2 learn + 2 eval anomalies per defect type)."""
+    from anogen_data.config import IndexConfig
+    from anogen_data.stages.index import run_index
+
+    out = tmp_path_factory.mktemp("demo_index") / "index"
+    return run_index(IndexConfig(data=str(demo_data_root), category="demo"), out)
