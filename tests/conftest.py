@@ -54,3 +54,36 @@ def demo_index(demo_data_root, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("demo_index") / "index"
     return run_index(IndexConfig(data=str(demo_data_root), category="demo"), out)
+
+
+@pytest.fixture
+def make_mvtec(tmp_path):
+    """Factory writing a tiny MVTec-layout category; returns the data root.
+
+    ``make_mvtec(category="widget", good=3, test_good=1, defects={"scratch": 3}, size=(32, 24))`` writes
+    train/good/NNN.png, test/good/NNN.png, test/<defect>/NNN.png and ground_truth/<defect>/NNN_mask.png
+    (a filled square, 255 = defect) with random uint8 content from a fixed seed.
+    """
+    import numpy as np
+
+    from anogen_data.data.image_io import write_png
+
+    def _make(category="widget", good=3, test_good=1, defects=None, size=(32, 24), root=None):
+        root = Path(root) if root is not None else tmp_path / "data"
+        width, height = size
+        rng = np.random.default_rng(0)
+        folders = [("train/good", good, False), ("test/good", test_good, False)]
+        folders += [(f"test/{d}", n, True) for d, n in (defects if defects is not None else {"scratch": 3}).items()]
+        for rel, count, masked in folders:
+            (root / category / rel).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                write_png(root / category / rel / f"{i:03d}.png", rng.integers(0, 256, (height, width, 3), np.uint8))
+                if masked:
+                    gt = root / category / "ground_truth" / rel.split("/")[1]
+                    gt.mkdir(parents=True, exist_ok=True)
+                    mask = np.zeros((height, width), np.uint8)
+                    mask[2:8, 3:9] = 255
+                    write_png(gt / f"{i:03d}_mask.png", mask)
+        return root
+
+    return _make
