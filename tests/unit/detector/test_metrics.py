@@ -1,0 +1,111 @@
+"""Metrics against hand-computed values and against a slow explicit-threshold reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from anogen_data.detector.metrics import aupro, binary_metrics, evaluate, min_max
+
+
+def slow_aupro(maps, masks, fpr_limit=0.3):
+    """Reference: sweep every distinct score as a threshold; label regions and count overlaps by hand."""
+    scores = np.concatenate([m.ravel() for m in maps])
+    fprs, pros = [0.0], [0.0]
+    for t in sorted(set(scores.tolist()), reverse=True):
+        false_pos = normal = 0
+        overlaps = []
+        for score, mask in zip(maps, masks):
+            hit = score >= t
+            false_pos += int((hit & (mask == 0)).sum())
+            normal += int((mask == 0).sum())
+            labels, count = ndimage.label(mask > 0)
+            for region in range(1, count + 1):
+                inside = labels == region
+                overlaps.append((hit & inside).sum() / inside.sum())
+        fprs.append(false_pos / normal)
+        pros.append(float(np.mean(overlaps)))
+    fprs, pros = np.array(fprs), np.array(pros)
+    keep = fprs <= fpr_limit
+    x, y = list(fprs[keep]), list(pros[keep])
+    if fprs.max() > fpr_limit:
+        nxt = np.argmax(fprs > fpr_limit)
+        y.append(np.interp(fpr_limit, [fprs[nxt - 1], fprs[nxt]], [pros[nxt - 1], pros[nxt]]))
+        x.append(fpr_limit)
+    area = sum((x[i + 1] - x[i]) * (y[i + 1] + y[i]) / 2 for i in range(len(x) - 1))
+    return area / fpr_limit
+
+
+def test_image_metrics_match_hand_values():
+    out = binary_metrics([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    # pairs (pos, neg): (.35,.1) ok, (.35,.4) wrong, (.8, both) ok -> 3/4
+    assert out["auroc"] == pytest.approx(0.75)
+    # ranked: .8 (pos, P=1), .4 (neg), .35 (pos, P=2/3): AP = 0.5*1 + 0.5*2/3
+    assert out["ap"] == pytest.approx(5 / 6)
+    # best threshold .35: precision 2/3, recall 1 -> F1 0.8
+    assert out["f1_max"] == pytest.approx(0.8)
+
+
+def test_scores_outside_unit_range_are_not_squashed():
+    # the same ranking scaled far outside [0, 1] must give the same numbers
+    raw = np.array([0.1, 0.4, 0.35, 0.8]) * 1000 - 300
+    assert binary_metrics(raw, [0, 0, 1, 1]) == binary_metrics([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    assert min_max(np.array([2.0, 4.0])).tolist() == [0.0, 1.0]
+
+
+def test_single_class_gives_nan():
+    assert np.isnan(binary_metrics([0.1, 0.2], [0, 0])["auroc"])
+
+
+def test_aupro_hand_case_one_region():
+    # region {0.9, 0.3}; normals {0.5, 0.2, 0.1, 0.05}
+    maps = [np.array([[0.9, 0.3, 0.5], [0.2, 0.1, 0.05]])]
+    masks = [np.array([[255, 255, 0], [0, 0, 0]], dtype=np.uint8)]
+    # curve (0,.5) -> (.25,.5) -> (.25,1) -> (.3,1): area .125 + .05 = .175, / .3
+    assert aupro(maps, masks) == pytest.approx(0.175 / 0.3)
+
+
+def test_aupro_weights_regions_not_pixels():
+    maps = [np.array([[0.9, 0.5]]), np.array([[0.8, 0.3, 0.3, 0.1]])]
+    masks = [np.array([[1, 0]]), np.array([[1, 1, 1, 0]])]
+    # at FPR 0 the 1-px region is fully found (1) and the 3-px one a third: PRO = (1 + 1/3) / 2
+    assert aupro(maps, masks) == pytest.approx(2 / 3)
+
+
+def test_aupro_perfect_and_inverted():
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:5] = 255
+    assert aupro([mask.astype(float)], [mask]) == pytest.approx(1.0)
+    assert aupro([-mask.astype(float)], [mask]) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aupro_agrees_with_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    maps, masks = [], []
+    for _ in range(4):
+        mask = np.zeros((24, 24), np.uint8)
+        for _ in range(rng.integers(0, 3)):
+            y, x = rng.integers(0, 18, size=2)
+            h, w = rng.integers(2, 6, size=2)
+            mask[y : y + h, x : x + w] = 255
+        # quantised scores: ties exercise the "one point per distinct threshold" rule
+        score = np.round(rng.random((24, 24)) * 0.6 + (mask > 0) * rng.random() * 0.5, 2)
+        maps.append(score)
+        masks.append(mask)
+    if not any(m.any() for m in masks):
+        masks[0][3:7, 3:7] = 255
+    assert aupro(maps, masks) == pytest.approx(slow_aupro(maps, masks), abs=1e-3)
+
+
+def test_evaluate_reports_every_metric_on_mixed_sizes():
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((16, 16), np.uint8), np.zeros((8, 20), np.uint8)]
+    masks[1][2:5, 3:9] = 255
+    maps = [rng.random(m.shape) * 0.5 + (m > 0) for m in masks]
+    out = evaluate([0.2, 0.9], [0, 1], maps, masks)
+    assert set(out) == {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"}
+    assert out["pixel_auroc"] == pytest.approx(1.0)
+    assert out["aupro"] == pytest.approx(1.0)
+    assert out["image_auroc"] == pytest.approx(1.0)
