@@ -104,22 +104,32 @@ def _defect_mask(rng: np.random.Generator, kind: str, size: int, geometry) -> np
 _DEFECT_COLOUR = {"scratch": (235.0, 235.0, 240.0), "spot": (70.0, 50.0, 35.0), "crack": (30.0, 28.0, 26.0)}
 
 
-def render_image(seed: int, kind: str, number: int, size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
-    """One demo image: (uint8 RGB (size, size, 3), mask uint8 (size, size) {0, 255} or None for "good")."""
+def render_pair(seed: int, kind: str, number: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One demo scene: (clean uint8 RGB (size, size, 3), the same scene with the defect, mask uint8
+    (size, size) {0, 255}); for ``kind == "good"`` the second image equals the first and the mask is None.
+    The two images differ exactly where the mask is 255."""
     rng = _rng(seed, kind, number)
     image = _background(rng, size)
     shading, part, geometry = _part(rng, size)
     image[part] = shading[part, None] * np.array([0.97, 0.98, 1.0], dtype=np.float32)
+    clean = image.round().astype(np.uint8)
     if kind == "good":
-        return image.round().astype(np.uint8), None
+        return clean, clean, None
     for _ in range(20):  # redraw until the clipped defect is visible (deterministic: same rng stream)
         mask = np.where(part, _defect_mask(rng, kind, size, geometry), 0).astype(np.uint8)
         if mask.sum() >= 255 * 6:
             break
     inside = mask > 0
     colour = np.array(_DEFECT_COLOUR[kind], dtype=np.float32)
-    image[inside] = 0.25 * image[inside] + 0.75 * colour
-    return image.round().astype(np.uint8), mask
+    defective = clean.copy()
+    defective[inside] = (0.25 * clean[inside] + 0.75 * colour).round().astype(np.uint8)
+    return clean, defective, mask
+
+
+def render_image(seed: int, kind: str, number: int, size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+    """One demo image: (uint8 RGB (size, size, 3), mask uint8 (size, size) {0, 255} or None for "good")."""
+    _, image, mask = render_pair(seed, kind, number, size)
+    return image, mask
 
 
 def render_demo(
