@@ -1,0 +1,93 @@
+"""End to end: the smoke DVC pipeline (``pipelines/smoke``) in a fresh git + DVC repository.
+
+One test, in order, because each step needs the previous one's state: ``dvc repro`` builds everything;
+a second ``dvc repro`` runs nothing; ``dvc exp run -S generate.n=...`` reruns generate and everything
+downstream but not index/propose; ``dvc metrics show`` lists the dataset stats, quality and benchmark
+metrics. DVC calls the ``anogen-data`` installed beside this interpreter (put first on PATH).
+Slow (a few minutes on 2 CPU cores); ``.ci/run`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "pipelines" / "smoke"
+RAN = re.compile(r"Running stage '([^']+)'")
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.update(GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@example.com", GIT_COMMITTER_NAME="ci",
+               GIT_COMMITTER_EMAIL="ci@example.com")
+    return env
+
+
+def _run(cwd: Path, *args: str, timeout: int = 600) -> str:
+    """Run a command in ``cwd``; fail the test with its output when it exits non-zero."""
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def _dvc(cwd: Path, *args: str) -> str:
+    return _run(cwd, sys.executable, "-m", "dvc", *args)
+
+
+def _ran(output: str) -> set[str]:
+    return {name.split("@")[0] for name in RAN.findall(output)}
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory) -> Path:
+    """A new git repository holding a copy of pipelines/smoke, committed once, with DVC initialised."""
+    root = tmp_path_factory.mktemp("smoke")
+    for item in SMOKE.iterdir():
+        if item.name not in {"runs", "datasets", "models", "metrics", "dvc.lock", ".gitignore"}:
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, root / item.name)
+    _run(root, "git", "init", "-q")
+    _dvc(root, "init", "-q")
+    _dvc(root, "config", "core.analytics", "false")
+    _run(root, "git", "add", "-A")
+    _run(root, "git", "commit", "-q", "-m", "smoke pipeline")
+    return root
+
+
+def test_smoke_pipeline_repro_rerun_experiment_metrics(smoke_repo):
+    stages = set(yaml.safe_load((smoke_repo / "dvc.yaml").read_text())["stages"])
+
+    first = _dvc(smoke_repo, "repro")
+    assert _ran(first) == stages, first
+    version = smoke_repo / "datasets" / "demo" / "v1"
+    assert (version / "manifest.json").is_file() and (version / "stats.json").is_file()
+
+    second = _dvc(smoke_repo, "repro")
+    assert _ran(second) == set(), f"a second dvc repro ran stages:\n{second}"
+
+    _run(smoke_repo, "git", "add", "-A")
+    _run(smoke_repo, "git", "commit", "-q", "-m", "smoke results")
+    n = yaml.safe_load((smoke_repo / "params.yaml").read_text())["generate"]["n"]
+    experiment = _dvc(smoke_repo, "exp", "run", "-S", f"generate.n={n - 4}")
+    ran = _ran(experiment)
+    assert {"generate", "filter", "export", "train", "benchmark"} <= ran, experiment
+    assert not ran & {"index", "propose"}, f"index/propose reran after changing generate.n:\n{experiment}"
+    records = (smoke_repo / "runs" / "demo" / "synth" / "records.jsonl").read_text().splitlines()
+    assert len(records) == n - 4
+
+    shown = json.loads(_dvc(smoke_repo, "metrics", "show", "--json"))
+    files = {Path(name).as_posix() for rev in shown.values() for name in rev["data"]}
+    assert {"datasets/demo/v1/stats.json", "metrics/demo/quality.json",
+            "metrics/demo/benchmark/metrics.json"} <= files, files

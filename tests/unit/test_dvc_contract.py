@@ -1,0 +1,229 @@
+"""Contract between the DVC pipelines (``dvc.yaml``, ``pipelines/*/dvc.yaml``) and the ``anogen-data`` CLI.
+
+DVC's own parser resolves every pipeline (``foreach`` fan-out, ``${...}`` interpolation from the
+pipeline's params.yaml), then each resolved stage is checked against the Typer app and the stage
+configs in ``anogen_data/config.py``:
+
+- the stage runs ``anogen-data <command>``, the command is registered (``learn`` is
+  ``concepts learn``) and its name is the stage name;
+- every option on the ``cmd`` line is an option of that command, required ones are all given;
+- every ``params:`` key (a whole section or ``section.key``) and every ``${section.key}`` used in
+  ``cmd`` is a field of the stage's ``<Stage>Config`` dataclass;
+- every path on the ``cmd`` line is declared: equal to or inside a ``deps``/``outs`` entry (an
+  ``--out`` root may also be the parent of the declared version folder, as ``export`` writes
+  ROOT/NAME/vN);
+- the root pipeline declares metrics (cache: false), plots and a dataset and a model artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE_FILES = [REPO / "dvc.yaml", *sorted((REPO / "pipelines").glob("*/dvc.yaml"))]
+# stage name -> command words after `anogen-data`
+COMMAND_OF_STAGE = {"learn": ("concepts", "learn")}
+# stages whose configs resolve with another section name than the stage (none today)
+INTERP = re.compile(r"\$\{\s*([a-zA-Z_][\w.]*)\s*\}")
+
+
+def _cli_commands() -> dict[tuple[str, ...], object]:
+    """Every leaf command of the Typer app as {("concepts", "learn"): click command}."""
+    import typer.main
+
+    from anogen_data.cli import app
+
+    found: dict[tuple[str, ...], object] = {}
+
+    def walk(group, prefix):
+        for name, command in getattr(group, "commands", {}).items():
+            if getattr(command, "commands", None):
+                walk(command, (*prefix, name))
+            else:
+                found[(*prefix, name)] = command
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def _stages() -> list[tuple[Path, object]]:
+    """Resolved DVC stages of every pipeline file: [(pipeline file, PipelineStage)]."""
+    from dvc.repo import Repo
+
+    repo = Repo(str(REPO), uninitialized=True)
+    try:
+        stages = []
+        for path in PIPELINE_FILES:
+            rel = path.relative_to(REPO).as_posix()
+            stages += [(path, stage) for stage in repo.stage.collect(rel)]
+        return stages
+    finally:
+        repo.close()
+
+
+try:
+    STAGES, PARSE_ERROR = _stages(), None
+except Exception as exc:  # noqa: BLE001 - reported by test_pipelines_parse with DVC's message
+    STAGES, PARSE_ERROR = [], exc
+COMMANDS = _cli_commands()
+
+
+def _ids():
+    return [f"{p.parent.name or 'root'}:{s.name}" for p, s in STAGES]
+
+
+def _group(stage) -> str:
+    return stage.name.split("@", 1)[0]
+
+
+def _argv(stage) -> list[str]:
+    cmd = stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
+    assert "&&" not in cmd and ";" not in cmd and "|" not in cmd, f"{stage}: one anogen-data call per stage"
+    argv = shlex.split(cmd)
+    assert argv[0] == "anogen-data", f"{stage}: cmd must start with anogen-data, got {argv[0]!r}"
+    return argv[1:]
+
+
+def _config_class(group: str):
+    from anogen_data import config
+
+    name = f"{group.capitalize()}Config"
+    cls = getattr(config, name, None)
+    assert cls is not None, f"anogen_data/config.py has no {name} for stage '{group}'"
+    return cls
+
+
+def _parse(stage, command, argv):
+    """Split argv (after the command words) into {option name: value} and positionals, checking names."""
+    params = {p.name: p for p in command.params}
+    by_flag = {flag: p for p in command.params for flag in (*p.opts, *getattr(p, "secondary_opts", []))}
+    options, positionals, i = {}, [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("-"):
+            assert token in by_flag, f"{stage}: '{token}' is not an option of anogen-data {command.name}"
+            param = by_flag[token]
+            if param.is_flag:
+                options[param.name] = True
+                i += 1
+                continue
+            options[param.name] = argv[i + 1]
+            i += 2
+        else:
+            positionals.append(token)
+            i += 1
+    arguments = [p for p in params.values() if p.param_type_name == "argument"]
+    assert len(positionals) <= len(arguments), f"{stage}: too many positional arguments {positionals}"
+    for param, value in zip(arguments, positionals):
+        options[param.name] = value
+    missing = [p.name for p in params.values() if p.required and p.name not in options]
+    assert not missing, f"{stage}: required {missing} missing from cmd"
+    return options, params
+
+
+def _is_path_param(param) -> bool:
+    descriptor = getattr(param, "type_descriptor", None)
+    annotation = getattr(descriptor, "annotation", None)
+    return annotation is Path or param.param_type_name == "argument"
+
+
+def _declared(stage) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
+    wdir = Path(stage.wdir)
+
+    def rel(item):
+        return PurePosixPath(Path(item.fs_path).relative_to(wdir).as_posix())
+
+    deps = [rel(d) for d in stage.deps if not hasattr(d, "params")]
+    return deps, [rel(o) for o in stage.outs]
+
+
+def test_pipelines_parse():
+    assert PARSE_ERROR is None, f"DVC cannot resolve the pipelines: {PARSE_ERROR}"
+    assert {p for p, _ in STAGES} == set(PIPELINE_FILES), "a pipeline file has no stages"
+
+
+def test_pipelines_exist():
+    names = {p.parent.name for p in PIPELINE_FILES[1:]}
+    assert (REPO / "dvc.yaml").is_file() and {"smoke", "anogen", "dualanodiff"} <= names
+    for name in ("smoke", "anogen", "dualanodiff"):
+        for file in ("params.yaml", "README.md"):
+            assert (REPO / "pipelines" / name / file).is_file(), f"pipelines/{name}/{file} is missing"
+
+
+@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
+def test_stage_is_a_registered_command(pipeline, stage):
+    group = _group(stage)
+    words = COMMAND_OF_STAGE.get(group, (group,))
+    argv = _argv(stage)
+    assert tuple(argv[: len(words)]) == words, f"{pipeline}: stage {stage.name} must run anogen-data {' '.join(words)}"
+    assert words in COMMANDS, f"anogen-data {' '.join(words)} is not a registered command"
+    _parse(stage, COMMANDS[words], argv[len(words):])
+
+
+@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
+def test_stage_params_are_config_fields(pipeline, stage):
+    group = _group(stage)
+    fields = {f.name for f in dataclasses.fields(_config_class(group))}
+    for dep in stage.deps:
+        if not hasattr(dep, "params"):
+            continue
+        values = yaml.safe_load(Path(dep.fs_path).read_text(encoding="utf-8")) or {}
+        for key in dep.params:
+            section, _, name = key.partition(".")
+            assert section == group, f"{pipeline}: stage {stage.name} lists params of another stage: {key}"
+            keys = [name] if name else list((values.get(section) or {}).keys())
+            unknown = sorted(set(keys) - fields)
+            assert not unknown, f"{dep.fs_path}: {section}.{unknown} are not fields of {group.capitalize()}Config"
+    raw = yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"][group]
+    raw_cmd = (raw.get("do") or raw)["cmd"]
+    for expr in INTERP.findall(raw_cmd if isinstance(raw_cmd, str) else " ".join(raw_cmd)):
+        section, _, name = expr.partition(".")
+        if section in ("item", "key"):
+            continue
+        assert section == group and name in fields, f"{pipeline}: ${{{expr}}} in {group}.cmd is not a {group} config field"
+
+
+@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
+def test_cmd_paths_are_declared(pipeline, stage):
+    group = _group(stage)
+    words = COMMAND_OF_STAGE.get(group, (group,))
+    options, params = _parse(stage, COMMANDS[words], _argv(stage)[len(words):])
+    deps, outs = _declared(stage)
+    has_params = any(hasattr(d, "params") for d in stage.deps)
+    for name, value in options.items():
+        param = params[name]
+        if name == "params":
+            assert has_params, f"{stage}: --params given but no params: declared"
+            continue
+        if name == "data" and value == "demo" or not (_is_path_param(param) or name == "data"):
+            continue
+        path = PurePosixPath(value)
+        covered = any(path == d or d in path.parents for d in deps + outs)
+        if name == "out":
+            covered = covered or any(path in o.parents for o in outs)
+        assert covered, f"{pipeline}: {stage.name} uses {value} ({'--' + name}) but declares it in neither deps nor outs"
+
+
+def test_root_pipeline_declares_metrics_plots_artifacts():
+    from dvc.repo import Repo
+
+    root = [s for p, s in STAGES if p == REPO / "dvc.yaml"]
+    metrics = {Path(o.fs_path).name for s in root for o in s.outs if o.metric and not o.use_cache}
+    assert {"quality.json", "metrics.json"} <= metrics or "quality.json" in metrics
+    repo = Repo(str(REPO), uninitialized=True)
+    try:
+        top = repo.index._metrics.get(str(REPO / "dvc.yaml"), [])
+        artifacts = repo.artifacts.read().get("dvc.yaml", {})
+        plots = [s for s in root for o in s.outs if o.plot] or repo.index._plots.get(str(REPO / "dvc.yaml"))
+    finally:
+        repo.close()
+    declared = metrics | {Path(m).name for m in top}
+    assert {"stats.json", "quality.json", "metrics.json"} <= declared
+    assert plots, "dvc.yaml declares no plots (loss / PR curves)"
+    assert {a.type for a in artifacts.values()} >= {"dataset", "model"}
