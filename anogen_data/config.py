@@ -31,6 +31,20 @@ class IndexConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class ExportConfig:
+    """``export``: how a dataset version is written (``anogen_data.writers``)."""
+
+    include_learn: bool = True  # real learn shots go to train/<defect>/real_NNN: training evidence, never test
+    license: str = "cc-by-nc-sa-4.0"  # MVTec AD's licence; derived images inherit it (share-alike)
+    png_compression: int = 3  # OpenCV PNG level: 3 is ~2x faster than 9 for ~5% larger files
+    workers: int = 2  # threads decoding/encoding images (OpenCV releases the GIL); 2 = cores of a CI box
+    max_shard_mb: int = 500  # parquet shard size: the Hub's recommended upper bound for fast streaming
+    batch_rows: int = 16  # rows buffered per parquet write: bounds memory at ~16 images
+    contact_sheet_per_group: int = 4  # thumbnails per (source, defect type) on the contact sheet
+    contact_sheet_cells: int = 48  # at most 6 rows of 8: readable at a glance
+
+
 def load_params_section(params_file: Path | None, section: str) -> dict[str, Any]:
     """The ``section`` mapping of a params.yaml file ({} when no file is given)."""
     if params_file is None:

@@ -1,0 +1,113 @@
+"""The dataset card ``hf/README.md``: Hub YAML front matter plus a body saying how the version was made.
+
+Front matter keys follow the Hub dataset card spec (``configs`` with per-split ``data_files``,
+``license``, ``task_categories``, ``tags``, ``size_categories``). The body gives counts, the layout
+rule, the lineage, the contact sheet and citations of the methods that made the data.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+CITATIONS = {
+    "mvtec": 'Bergmann et al., "MVTec AD: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection", CVPR 2019.',
+    "anogen": 'Gui et al., "Few-Shot Anomaly-Driven Generation for Anomaly Classification and Segmentation", ECCV 2024.',
+    "dualanodiff": 'Jin et al., "Dual-Interrelated Diffusion Model for Few-Shot Anomaly Image Generation", CVPR 2025.',
+    "perlin": 'Zavrtanik et al., "DRAEM: A Discriminatively Trained Reconstruction Embedding for Surface Anomaly Detection", ICCV 2021.',
+    "cutpaste": 'Li et al., "CutPaste: Self-Supervised Learning for Anomaly Detection and Localization", CVPR 2021.',
+    "paste": "Real-defect transplant: learn-shot defects cut by their masks and pasted onto good images (no paper).",
+}
+
+LAYOUT_RULE = """\
+- `train/good`: real good images of the training split (index role `train`).
+- `test/good`, `test/<defect>`: real held-out images only (index role `eval`); the test split never holds
+  synthetic or learn-shot images.
+- `train/<defect>/real_NNN.png`: the few real anomalies the generator learned from (index role `learn`),
+  written as training evidence (export option `include_learn`).
+- `train/<defect>/syn_NNNNNN.png`: synthetic anomalies; masks at `ground_truth/<defect>/syn_NNNNNN_mask.png`.
+  Stems never collide with real files. Records with `mask_quality: box` (AnoGen weak labels) have the
+  filled box as mask and COCO annotations marked `"mask_quality": "box"`.
+"""
+
+
+def size_category(n: int) -> str:
+    """The Hub ``size_categories`` bucket of ``n`` rows."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def front_matter(splits: list[str], total: int, license_name: str, backends: list[str]) -> dict:
+    """The YAML front matter as a dict."""
+    tags = ["anomaly-detection", "industrial-inspection", "mvtec", *(["synthetic", *backends] if backends else [])]
+    return {
+        "license": license_name,
+        "task_categories": ["image-segmentation", "image-classification"],
+        "tags": tags,
+        "size_categories": [size_category(total)],
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
+        }],
+    }
+
+
+def _counts_table(counts: dict) -> str:
+    lines = ["| split | defect type | real | synthetic |", "|---|---|---|---|"]
+    for split, defects in counts.items():
+        for defect, sources in defects.items():
+            lines.append(f"| {split} | {defect} | {sources.get('real', 0)} | {sources.get('synthetic', 0)} |")
+    return "\n".join(lines)
+
+
+def render_card(*, name: str, category: str, version: int, stats: dict, lineage: dict, splits: list[str],
+                license_name: str, backends: list[str]) -> str:
+    """The full ``README.md`` text of the ``hf/`` folder."""
+    meta = yaml.safe_dump(front_matter(splits, stats["totals"]["images"], license_name, backends), sort_keys=False)
+    filters = stats.get("filters")
+    filter_line = (
+        f"Filters scored {filters['scored']} synthetic images and kept {filters['kept']} "
+        f"(pass rate {filters['pass_rate']}); per filter: {filters['per_filter']}."
+        if filters else "No quality filter ran on this version."
+    )
+    cites = [CITATIONS["mvtec"]] + [CITATIONS[b] for b in backends if b in CITATIONS]
+    totals = stats["totals"]
+    body = f"""# {name} v{version} ({category})
+
+Anomaly-detection dataset for the `{category}` category written by `anogen-data` {lineage.get('package_version', '')}:
+{totals['images']} images ({totals['real']} real, {totals['synthetic']} synthetic; {totals['anomalies']} anomalies
+with {totals['instances']} connected defect instances).
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/or/repo-id")  # splits: {", ".join(splits)}
+```
+
+## Counts
+
+{_counts_table(stats['counts'])}
+
+## How it was made
+
+- Synthesis backends: {", ".join(backends) if backends else "none (real images only)"}.
+- {filter_line}
+- Source index sha256: `{lineage.get('index_sha256')}`; git commit: `{lineage.get('git_commit')}`;
+  seeds: `{lineage.get('seeds')}`. The version's `manifest.json` lists every file's sha256 and the
+  resolved stage configs; `records.jsonl` holds each synthetic image's replayable recipe.
+
+## Layout rule (MVTec tree in `mvtec/{category}/` of the version)
+
+{LAYOUT_RULE}
+Columns: `image`, `mask` (255 = defect; None for good images), `label` (good/anomaly), `defect_type`,
+`category`, `bboxes` (XYWH per connected instance), `source` (real/synthetic), `backend`, `seed`,
+`mask_quality` (pixel/box), `file_name` (path in the MVTec tree).
+
+## Contact sheet
+
+![contact sheet: samples with the mask outline in red](contact_sheet.png)
+
+## Citations
+
+""" + "\n".join(f"- {c}" for c in cites) + "\n"
+    return f"---\n{meta}---\n\n{body}"

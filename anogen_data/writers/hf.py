@@ -1,0 +1,100 @@
+"""The Hugging Face ``datasets`` folder of a version: embedded parquet shards, built offline.
+
+``hf/data/<split>-NNNNN-of-MMMMM.parquet`` holds one row per image with the PNG bytes embedded
+(``datasets.Image``), so ``datasets.load_dataset("<version>/hf")`` works with the sources deleted.
+Rows are written with ``datasets.arrow_writer.ParquetWriter`` (the library's own streaming writer) in
+small batches, and a shard is closed once it passes ``max_shard_bytes``: memory does not grow with the
+number of images.
+
+Features: ``image`` (Image, RGB PNG), ``mask`` (Image, uint8 {0, 255}, 255 = defect; None for good
+images), ``label`` (ClassLabel good/anomaly), ``defect_type``, ``category``, ``bboxes`` (list of XYWH
+per connected instance), ``source`` (real/synthetic), ``backend`` and ``seed`` (None for real images),
+``mask_quality`` (pixel/box; None for good images), ``file_name`` (path in the MVTec tree).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LABELS = ["good", "anomaly"]
+
+
+def hf_features():
+    """The ``datasets.Features`` of every split."""
+    from datasets import ClassLabel, Features, Image, List, Value
+
+    return Features({
+        "image": Image(),
+        "mask": Image(),
+        "label": ClassLabel(names=LABELS),
+        "defect_type": Value("string"),
+        "category": Value("string"),
+        "bboxes": List(List(Value("int32"))),
+        "source": Value("string"),
+        "backend": Value("string"),
+        "seed": Value("int64"),
+        "mask_quality": Value("string"),
+        "file_name": Value("string"),
+    })
+
+
+class _Shards:
+    """The open shard of one split and the names of the closed ones."""
+
+    def __init__(self) -> None:
+        self.writer = None
+        self.bytes = 0
+        self.paths: list[Path] = []
+        self.rows = 0
+
+
+class HfWriter:
+    """Streams rows into per-split parquet shards under ``folder`` (the ``hf/data`` folder)."""
+
+    def __init__(self, folder: Path, *, max_shard_bytes: int = 500 << 20, batch_rows: int = 16):
+        self.folder = Path(folder)
+        self.max_shard_bytes = max_shard_bytes
+        self.batch_rows = batch_rows
+        self.features = hf_features()
+        self.splits: dict[str, _Shards] = {}
+
+    def _open(self, split: str, shards: _Shards) -> None:
+        from datasets.arrow_writer import ParquetWriter
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f".{split}-{len(shards.paths):05d}.parquet.part"
+        shards.paths.append(path)
+        shards.writer = ParquetWriter(path=str(path), features=self.features, writer_batch_size=self.batch_rows)
+        shards.bytes = 0
+
+    def add(self, split: str, row: dict[str, Any], nbytes: int) -> None:
+        """Add one row (see the module docstring for the keys); ``nbytes`` is its encoded image size."""
+        shards = self.splits.setdefault(split, _Shards())
+        if shards.writer is None:
+            self._open(split, shards)
+        shards.writer.write(self.features.encode_example(row))
+        shards.bytes += nbytes
+        shards.rows += 1
+        if shards.bytes >= self.max_shard_bytes:
+            shards.writer.finalize()
+            shards.writer = None
+
+    def close(self) -> dict[str, dict[str, int]]:
+        """Finish every shard and give it its final name; returns {split: {"rows": n, "shards": n}}."""
+        out = {}
+        for split, shards in self.splits.items():
+            if shards.writer is not None:
+                shards.writer.finalize()
+                shards.writer = None
+            total = len(shards.paths)
+            for number, part in enumerate(shards.paths):
+                part.rename(self.folder / f"{split}-{number:05d}-of-{total:05d}.parquet")
+            out[split] = {"rows": shards.rows, "shards": total}
+        return out
+
+    def abort(self) -> None:
+        for shards in self.splits.values():
+            if shards.writer is not None:
+                shards.writer.close()
+                shards.writer = None

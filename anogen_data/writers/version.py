@@ -1,0 +1,287 @@
+"""Immutable dataset versions ``<out>/<name>/v<N>/``: numbering and the one streaming pass that writes them.
+
+A version holds ``mvtec/<category>/`` (MVTec AD layout), ``coco/instances_<split>.json`` (RLE),
+``hf/`` (embedded parquet shards + dataset card), ``stats.json``, ``contact_sheet.png``,
+``records.jsonl`` (kept synthetic records, paths relative to the version) and ``manifest.json``.
+It is written into a temporary sibling folder and renamed into place only when complete, so an
+interrupted run (exception, Ctrl-C) leaves no ``v<N>`` and never touches existing versions.
+
+Each image is read, its mask built (the filled box for ``mask_quality == "box"``), split into
+connected instances and PNG-encoded once, in a small thread pool with a bounded window; every writer
+consumes the same result, so memory does not grow with the number of images. Methods: AnoGen (Gui et
+al., ECCV 2024) weak box labels and DualAnoDiff (Jin et al., CVPR 2025) pixel masks are both supported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anogen_data import __version__
+from anogen_data.config import ExportConfig, config_to_dict
+from anogen_data.data.image_io import encode_png, read_image, read_mask, write_png
+from anogen_data.errors import AnogenError
+from anogen_data.files import atomic_output_dir, write_json
+from anogen_data.records import IndexEntry, SynthRecord, to_row
+from anogen_data.writers.card import render_card
+from anogen_data.writers.coco import CocoWriter, Instance, mask_instances
+from anogen_data.writers.contact_sheet import ContactSheet
+from anogen_data.writers.hf import HfWriter
+from anogen_data.writers.manifest import MANIFEST, build_manifest, concept_hashes, git_commit, index_sha256, seeds_of
+from anogen_data.writers.mvtec import write_file
+from anogen_data.writers.plan import ExportItem, plan_items
+from anogen_data.writers.stats import StatsAccumulator
+
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+def existing_versions(name_dir: Path) -> list[int]:
+    """Sorted version numbers N of the ``v<N>`` folders in ``name_dir``."""
+    if not Path(name_dir).is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in Path(name_dir).iterdir() if (m := _VERSION_DIR.match(p.name)))
+
+
+def next_version(name_dir: Path) -> int:
+    """One more than the highest existing version (1 for a new name)."""
+    return max(existing_versions(name_dir), default=0) + 1
+
+
+@dataclass
+class Rendered:
+    """One item after decoding: PNG bytes, size, instances and (maybe) a contact-sheet thumbnail."""
+
+    item: ExportItem
+    width: int
+    height: int
+    image_png: bytes
+    mask_png: bytes | None
+    instances: list[Instance]
+    thumbnail: np.ndarray | None
+
+
+def item_mask(item: ExportItem, height: int, width: int) -> np.ndarray | None:
+    """The ground-truth mask of an item: uint8 (H, W) {0, 255}, the filled box for box labels, None if good."""
+    if item.label == "good":
+        return None
+    if item.mask_quality == "box":
+        x0, y0, x1, y1 = (int(v) for v in item.bbox_xyxy)
+        mask = np.zeros((height, width), dtype=np.uint8)
+        mask[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 255
+        return mask
+    mask = read_mask(item.mask_src)
+    if mask.shape != (height, width):
+        raise AnogenError(
+            f"{item.mask_src} is {mask.shape[1]}x{mask.shape[0]} but its image {item.image_src} is "
+            f"{width}x{height}; masks must have their image's size"
+        )
+    return mask
+
+
+def render_item(item: ExportItem, compression: int, sheet: ContactSheet | None) -> Rendered:
+    """Decode, build the mask, find instances, encode PNGs (and a thumbnail when ``sheet`` is given)."""
+    image = read_image(item.image_src)
+    height, width = image.shape[:2]
+    mask = item_mask(item, height, width)
+    instances = mask_instances(mask) if mask is not None else []
+    thumbnail = sheet.thumbnail(image, mask) if sheet is not None else None
+    return Rendered(
+        item, width, height, encode_png(image, compression),
+        encode_png(mask, compression) if mask is not None else None, instances, thumbnail,
+    )
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int, window: int) -> Iterator:
+    """``map(fn, items)`` in order on ``workers`` threads with at most ``window`` results in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class _Writers:
+    """Every per-image writer of one version folder, fed the same ``Rendered`` results."""
+
+    def __init__(self, folder: Path, name: str, category: str, version: int, cfg: ExportConfig):
+        info = {"description": f"anogen-data {name} v{version} ({category})", "version": f"v{version}",
+                "contributor": f"anogen-data {__version__}", "url": "",
+                "file_name_root": "the version folder (parent of coco/)"}
+        self.folder = folder
+        self.category = category
+        self.coco = CocoWriter(folder / "coco", info, cfg.license)
+        self.hf = HfWriter(folder / "hf" / "data", max_shard_bytes=cfg.max_shard_mb << 20, batch_rows=cfg.batch_rows)
+        self.stats = StatsAccumulator()
+        self.records = open(folder / "records.jsonl", "w", encoding="utf-8")
+        self.backends: set[str] = set()
+        self.count = 0
+
+    def add(self, done: Rendered, sheet: ContactSheet) -> None:
+        item = done.item
+        write_file(self.folder, item.image_rel, done.image_png)
+        if done.mask_png is not None:
+            write_file(self.folder, item.mask_rel, done.mask_png)
+        self.coco.add(item.split, item.image_rel, done.width, done.height, item.source, item.defect_type,
+                      done.instances, item.mask_quality)
+        self.hf.add(item.split, {
+            "image": {"bytes": done.image_png, "path": Path(item.image_rel).name},
+            "mask": {"bytes": done.mask_png, "path": Path(item.mask_rel).name} if done.mask_png else None,
+            "label": 0 if item.label == "good" else 1, "defect_type": item.defect_type, "category": self.category,
+            "bboxes": [list(i.bbox_xywh) for i in done.instances], "source": item.source, "backend": item.backend,
+            "seed": item.seed, "mask_quality": item.mask_quality, "file_name": item.image_rel,
+        }, len(done.image_png) + len(done.mask_png or b""))
+        self.stats.add(item.split, item.defect_type, item.source, done.width, done.height, done.instances,
+                       item.mask_quality)
+        if item.record is not None:
+            self.records.write(_json_line(to_row(item.record)))
+            self.backends.add(item.backend)
+        if done.thumbnail is not None:
+            sheet.add(self.count, done.thumbnail, f"{'syn' if item.source == 'synthetic' else item.split} "
+                                                 f"{item.defect_type}")
+        self.count += 1
+
+    def close(self) -> dict[str, dict]:
+        self.records.close()
+        self.coco.close()
+        return self.hf.close()
+
+    def abort(self) -> None:
+        self.records.close()
+        self.coco.abort()
+        self.hf.abort()
+
+
+def _json_line(row: dict) -> str:
+    return json.dumps(row, sort_keys=True) + "\n"
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+
+
+def _write_images(writers: _Writers, items: Iterator[ExportItem], cfg: ExportConfig, sheet: ContactSheet,
+                  total: int | None) -> None:
+    def planned() -> Iterator[tuple[ExportItem, bool]]:
+        for item in items:  # contact-sheet picks are made here, in order, from metadata only
+            yield item, sheet.wants(item.source, item.defect_type)
+
+    def render(job: tuple[ExportItem, bool]) -> Rendered:
+        return render_item(job[0], cfg.png_compression, sheet if job[1] else None)
+
+    with _progress() as bar:
+        task = bar.add_task("export", total=total)
+        for done in ordered_map(render, planned(), cfg.workers, window=2 * max(1, cfg.workers)):
+            writers.add(done, sheet)
+            bar.advance(task)
+
+
+def write_version(
+    out_root: Path,
+    name: str,
+    *,
+    category: str,
+    index: list[IndexEntry],
+    records: Iterable[SynthRecord] = (),
+    records_dir: Path | None = None,
+    scores: dict[str, dict] | None = None,
+    version: int | None = None,
+    lineage: dict | None = None,
+    configs: dict | None = None,
+    config: ExportConfig | None = None,
+) -> Path:
+    """Write the dataset version ``out_root/name/v<N>`` and return its folder.
+
+    Args:
+        out_root: folder holding one folder per dataset name (e.g. ``datasets``).
+        name: dataset name (a plain folder name).
+        category: the category every index row and record belongs to.
+        index: index rows; roles decide the split (see ``writers.plan``).
+        records: synthetic records (streamed; may be a generator); image/mask paths relative to ``records_dir``.
+        records_dir: the folder record paths are relative to (the records file's folder).
+        scores: filter rows keyed by record id ``{"keep", "reasons", "scores"}``; only kept records are written.
+        version: N; the next free number when None.
+        lineage: extra lineage facts (e.g. ``{"index_file": ..., "concepts_dir": ...}``); merged into the manifest.
+        configs: resolved stage configs ``{stage: dict}``, recorded in the manifest.
+        config: the export options (defaults when None).
+
+    Raises:
+        AnogenError: the version exists (versions are immutable), a bad name, an unwritable output, or
+            bad inputs (see ``plan_items`` and ``item_mask``).
+    """
+    cfg = config or ExportConfig()
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+        raise AnogenError(f"dataset name '{name}' is not a plain folder name; use letters, digits, '_', '-', '.'")
+    name_dir = Path(out_root) / name
+    number = version if version is not None else next_version(name_dir)
+    if number < 1:
+        raise AnogenError(f"--version must be 1 or more, got {number}")
+    final = name_dir / f"v{number}"
+    if final.exists():
+        raise AnogenError(
+            f"{final} already exists and dataset versions are never overwritten; omit --version to write "
+            f"v{next_version(name_dir)}"
+        )
+    full_lineage = _lineage(index, lineage, configs, cfg)
+    total = len(index) + len(records) if hasattr(records, "__len__") else None
+    with atomic_output_dir(final) as tmp:
+        _write_all(tmp, name, category, number, plan_items(
+            category, index, records, records_dir, scores, cfg.include_learn), cfg, scores, full_lineage, total)
+    return final
+
+
+def _lineage(index: list[IndexEntry], lineage: dict | None, configs: dict | None, cfg: ExportConfig) -> dict:
+    extra = dict(lineage or {})
+    concepts = extra.pop("concepts_dir", None)
+    configs = {**(configs or {}), "export": config_to_dict(cfg)}
+    return {
+        "index_sha256": index_sha256(index),
+        "concepts": concept_hashes(Path(concepts)) if concepts else {},
+        "configs": configs,
+        "seeds": seeds_of(configs),
+        "package_version": __version__,
+        "git_commit": git_commit(),
+        **extra,
+    }
+
+
+def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator[ExportItem],
+               cfg: ExportConfig, scores: dict | None, lineage: dict, total: int | None) -> None:
+    writers = _Writers(tmp, name, category, number, cfg)
+    sheet = ContactSheet(per_group=cfg.contact_sheet_per_group, max_cells=cfg.contact_sheet_cells)
+    try:
+        _write_images(writers, items, cfg, sheet, total)
+        hf_splits = writers.close()
+    except BaseException:
+        writers.abort()
+        raise
+    if writers.count == 0:
+        raise AnogenError("nothing to export: the index has no rows and no record was kept; check --index/--scores")
+    stats = writers.stats.result(scores)
+    write_json(tmp / "stats.json", stats)
+    sheet_png = sheet.render()
+    write_png(tmp / "contact_sheet.png", sheet_png)
+    write_png(tmp / "hf" / "contact_sheet.png", sheet_png)
+    splits = [s for s in ("train", "test") if s in hf_splits]
+    card = render_card(name=name, category=category, version=number, stats=stats, lineage=lineage, splits=splits,
+                       license_name=cfg.license, backends=sorted(writers.backends))
+    (tmp / "hf" / "README.md").write_text(card, encoding="utf-8")
+    write_json(tmp / MANIFEST, build_manifest(tmp, name=name, category=category, version=number, lineage=lineage))
