@@ -169,10 +169,15 @@ def test_stage_is_a_registered_command(pipeline, stage):
 @pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
 def test_stage_params_are_config_fields(pipeline, stage):
     group = _group(stage)
+    raw = yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"][group]
+    raw_cmd = (raw.get("do") or raw)["cmd"]
+    used = [e for e in INTERP.findall(raw_cmd if isinstance(raw_cmd, str) else " ".join(raw_cmd))
+            if e.partition(".")[0] not in ("item", "key")]
+    param_deps = [d for d in stage.deps if hasattr(d, "params")]
+    if not (param_deps or used):
+        return
     fields = {f.name for f in dataclasses.fields(_config_class(group))}
-    for dep in stage.deps:
-        if not hasattr(dep, "params"):
-            continue
+    for dep in param_deps:
         values = yaml.safe_load(Path(dep.fs_path).read_text(encoding="utf-8")) or {}
         for key in dep.params:
             section, _, name = key.partition(".")
@@ -180,12 +185,8 @@ def test_stage_params_are_config_fields(pipeline, stage):
             keys = [name] if name else list((values.get(section) or {}).keys())
             unknown = sorted(set(keys) - fields)
             assert not unknown, f"{dep.fs_path}: {section}.{unknown} are not fields of {group.capitalize()}Config"
-    raw = yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"][group]
-    raw_cmd = (raw.get("do") or raw)["cmd"]
-    for expr in INTERP.findall(raw_cmd if isinstance(raw_cmd, str) else " ".join(raw_cmd)):
+    for expr in used:
         section, _, name = expr.partition(".")
-        if section in ("item", "key"):
-            continue
         assert section == group and name in fields, f"{pipeline}: ${{{expr}}} in {group}.cmd is not a {group} config field"
 
 
@@ -193,6 +194,7 @@ def test_stage_params_are_config_fields(pipeline, stage):
 def test_cmd_paths_are_declared(pipeline, stage):
     group = _group(stage)
     words = COMMAND_OF_STAGE.get(group, (group,))
+    assert words in COMMANDS, f"anogen-data {' '.join(words)} is not a registered command"
     options, params = _parse(stage, COMMANDS[words], _argv(stage)[len(words):])
     deps, outs = _declared(stage)
     has_params = any(hasattr(d, "params") for d in stage.deps)
@@ -213,17 +215,17 @@ def test_cmd_paths_are_declared(pipeline, stage):
 def test_root_pipeline_declares_metrics_plots_artifacts():
     from dvc.repo import Repo
 
-    root = [s for p, s in STAGES if p == REPO / "dvc.yaml"]
-    metrics = {Path(o.fs_path).name for s in root for o in s.outs if o.metric and not o.use_cache}
-    assert {"quality.json", "metrics.json"} <= metrics or "quality.json" in metrics
+    root_file = REPO / "dvc.yaml"
+    root = [s for p, s in STAGES if p == root_file]
+    stage_metrics = {Path(o.fs_path).name for s in root for o in s.outs if o.metric and not o.use_cache}
+    stage_plots = [o for s in root for o in s.outs if o.plot]
     repo = Repo(str(REPO), uninitialized=True)
     try:
-        top = repo.index._metrics.get(str(REPO / "dvc.yaml"), [])
+        top_metrics = {Path(m).name for f, ms in repo.index._metrics.items() if Path(f) == root_file for m in ms}
+        top_plots = [p for f, ps in repo.index._plots.items() if Path(f) == root_file for p in ps]
         artifacts = repo.artifacts.read().get("dvc.yaml", {})
-        plots = [s for s in root for o in s.outs if o.plot] or repo.index._plots.get(str(REPO / "dvc.yaml"))
     finally:
         repo.close()
-    declared = metrics | {Path(m).name for m in top}
-    assert {"stats.json", "quality.json", "metrics.json"} <= declared
-    assert plots, "dvc.yaml declares no plots (loss / PR curves)"
-    assert {a.type for a in artifacts.values()} >= {"dataset", "model"}
+    assert {"stats.json", "quality.json", "metrics.json"} <= stage_metrics | top_metrics
+    assert stage_plots or top_plots, "dvc.yaml declares no plots (loss / PR curves)"
+    assert {a.type for a in artifacts.values()} >= {"dataset", "model"}, artifacts
