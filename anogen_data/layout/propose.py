@@ -1,0 +1,170 @@
+"""Propose layouts: for each synthetic sample pick the good image, defect type, mask shape and box
+before any pixel is made (the "layout" step AnoGen, Gui et al., ECCV 2024, feeds its box-guided
+diffusion, and that our CPU backends fill).
+
+Each sample ``i`` gets its own seed ``sample_seed(run_seed, i)``; every random choice of the sample
+comes from a generator seeded with it, so a layout never depends on the others (order, workers, n).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from anogen_data.data.image_io import read_image, read_mask
+from anogen_data.errors import AnogenError
+from anogen_data.layout.boxes import BoxStats, place_box
+from anogen_data.layout.foreground import BackgroundModel, fit_background, foreground_mask
+from anogen_data.layout.rle import encode_rle
+from anogen_data.layout.shapes import SHAPE_KINDS, crop_defect, real_shape, synthetic_shape
+from anogen_data.records import IndexEntry, Layout
+
+SYNTHETIC_DEFECT = "synthetic"  # defect type name when a category has no real anomalies
+SHAPES = ("auto", "real", "perlin", "stroke", "mixed")
+MIN_COVERAGE = 0.6  # accept a placement when this fraction of the shape lies on the foreground
+PLACEMENT_TRIES = 10
+BACKGROUND_IMAGES = 40  # good images used to fit the background model (evenly spread)
+
+
+def sample_seed(run_seed: int, number: int) -> int:
+    """The seed of sample ``number`` in a run: independent streams via ``np.random.SeedSequence``."""
+    return int(np.random.SeedSequence([int(run_seed), int(number)]).generate_state(1)[0])
+
+
+def split_counts(n: int, weights: dict[str, int]) -> dict[str, int]:
+    """Split ``n`` over keys in proportion to ``weights`` (largest remainder, ties by name)."""
+    total = sum(weights.values())
+    exact = {k: n * w / total for k, w in weights.items()}
+    counts = {k: math.floor(v) for k, v in exact.items()}
+    rest = sorted(weights, key=lambda k: (-(exact[k] - counts[k]), k))
+    for k in rest[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def interleave(counts: dict[str, int]) -> list[str]:
+    """A defect type per sample, spread evenly (not in blocks) so any prefix is representative."""
+    slots = [((j + 0.5) / c, k) for k, c in sorted(counts.items()) for j in range(c)]
+    return [k for _, k in sorted(slots)]
+
+
+class LayoutProposer:
+    """Holds what layouts are made from: good images, learn shots, foreground model, box statistics.
+
+    Args:
+        entries: the index (IndexEntry rows); role "train" good images are sources, role "learn"
+            anomalies give real shapes and box statistics.
+        foreground: "auto" (estimated) or "full" (whole image).
+        shape: "auto" (real shapes when the defect type has learn shots, else perlin/stroke), "real",
+            "perlin", "stroke" or "mixed" (perlin or stroke).
+        loader: image reader (uint8 RGB), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[IndexEntry],
+        *,
+        foreground: str = "auto",
+        shape: str = "auto",
+        loader: Callable[[str], np.ndarray] = read_image,
+    ) -> None:
+        if shape not in SHAPES:
+            raise AnogenError(f"unknown shape '{shape}'; choose one of {', '.join(SHAPES)}")
+        self.goods = [e for e in entries if e.role == "train" and e.label == "good"]
+        if not self.goods:
+            raise AnogenError("the index has no role 'train' good images to put defects on; check the index file")
+        self.shots: dict[str, list[IndexEntry]] = defaultdict(list)
+        for e in entries:
+            if e.role == "learn" and e.label == "anomaly" and e.mask_path:
+                self.shots[e.defect_type].append(e)
+        self.foreground, self.shape, self.loader = foreground, shape, loader
+        self._model: BackgroundModel | None = None
+        self._fg: dict[str, np.ndarray] = {}
+        self._crops: dict[str, np.ndarray] = {}
+        self.stats = {d: BoxStats.from_masks([read_mask(e.mask_path) for e in es]) for d, es in self.shots.items()}
+        self.all_stats = BoxStats(tuple(s for st in self.stats.values() for s in st.sizes))
+
+    def defect_counts(self, n: int, defect: str | None = None) -> dict[str, int]:
+        """Samples per defect type: ``n`` split in proportion to the learn shots, or all to ``defect``."""
+        if n < 1:
+            raise AnogenError(f"--n must be at least 1 (got {n})")
+        known = sorted(self.shots) or [SYNTHETIC_DEFECT]
+        if defect is not None:
+            if defect not in known:
+                raise AnogenError(f"defect type '{defect}' has no learn shots in the index; valid: {', '.join(known)}")
+            return {defect: n}
+        if not self.shots:
+            return {SYNTHETIC_DEFECT: n}
+        return split_counts(n, {d: len(es) for d, es in self.shots.items()})
+
+    def foreground_of(self, path: str, hw: tuple[int, int]) -> np.ndarray:
+        """Foreground mask of a good image, uint8 (H, W), 255 = object (cached at low resolution)."""
+        if self.foreground == "full":
+            return np.full(hw, 255, np.uint8)
+        if self._model is None:
+            step = max(1, len(self.goods) // BACKGROUND_IMAGES)
+            self._model = fit_background(self.loader(e.path) for e in self.goods[::step])
+        if self._model.texture:
+            return np.full(hw, 255, np.uint8)
+        if path not in self._fg:
+            small = foreground_mask(self.loader(path), self._model, self.foreground)
+            self._fg[path] = cv2.resize(small, (256, 256), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(self._fg[path], (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+
+    def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        kind = self.shape
+        if kind == "auto":
+            kind = "real" if self.shots.get(defect) else "mixed"
+        if kind == "real":
+            if not self.shots.get(defect):
+                raise AnogenError(f"shape 'real' needs learn shots of '{defect}'; use --shape perlin or stroke")
+            shot = self.shots[defect][int(rng.integers(len(self.shots[defect])))]
+            if shot.mask_path not in self._crops:
+                self._crops[shot.mask_path] = crop_defect(read_mask(shot.mask_path))[0]
+            ratio = math.sqrt(hw[0] * hw[1] / (shot.height * shot.width))
+            mask, _ = real_shape(self._crops[shot.mask_path], seed, size_ratio=ratio, target_hw=hw)
+            return mask, f"real:{shot.mask_path}"
+        if kind == "mixed":
+            kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
+        bh, bw = self.stats.get(defect, self.all_stats).sample(rng, hw)
+        return synthetic_shape(kind, bh, bw, rng), kind
+
+    def propose(self, number: int, defect: str, run_seed: int, category: str) -> Layout:
+        """The layout of sample ``number`` (deterministic in (run_seed, number, defect))."""
+        seed = sample_seed(run_seed, number)
+        rng = np.random.default_rng([seed, 1])
+        source = self.goods[int(rng.integers(len(self.goods)))]
+        hw = (source.height, source.width)
+        shape, shape_source = self._shape(defect, seed, hw, rng)
+        fg = self.foreground_of(source.path, hw)
+        best: tuple[float, tuple[int, int, int, int], np.ndarray] | None = None
+        for _ in range(PLACEMENT_TRIES):
+            box = place_box(shape.shape, fg, rng)
+            full = np.zeros(hw, np.uint8)
+            x0, y0, x1, y1 = box
+            full[y0:y1, x0:x1] = shape[: y1 - y0, : x1 - x0]
+            on_fg = np.where(fg > 0, full, 0).astype(np.uint8)
+            coverage = float(np.count_nonzero(on_fg)) / max(1, np.count_nonzero(full))
+            if best is None or coverage > best[0]:
+                best = (coverage, box, on_fg if on_fg.any() else full)
+            if coverage >= MIN_COVERAGE:
+                break
+        _, box, mask = best
+        return Layout(
+            id=f"syn_{number:06d}", category=category, defect_type=defect, source_path=source.path,
+            bbox_xyxy=box, mask_rle=encode_rle(mask), seed=seed, shape_source=shape_source,
+        )
+
+
+def propose_layouts(
+    entries: Sequence[IndexEntry], n: int, *, category: str, seed: int = 0, defect: str | None = None,
+    foreground: str = "auto", shape: str = "auto",
+) -> Iterator[Layout]:
+    """Yield ``n`` layouts ``syn_000000 ...`` (see ``LayoutProposer``); defect types interleaved."""
+    proposer = LayoutProposer(entries, foreground=foreground, shape=shape)
+    for number, defect_type in enumerate(interleave(proposer.defect_counts(n, defect))):
+        yield proposer.propose(number, defect_type, seed, category)

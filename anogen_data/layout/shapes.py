@@ -1,0 +1,137 @@
+"""Mask shapes for synthetic defects: real learn-shot masks under geometric augmentation, Perlin blobs,
+random strokes and ellipses.
+
+Real shapes follow the real size/shape distribution (as AnomalyDiffusion and DualAnoDiff do with their
+mask generators): the learn-shot mask crop is rescaled to the target image, then flipped, rotated,
+scaled and elastically deformed with albumentations (Buslaev et al., Information 2020). The same
+``real_shape`` call with the same seed warps the learn-shot *image* crop identically, which is how the
+``paste`` backend transplants the real defect exactly under the layout's mask. Perlin blobs follow
+DRAEM (Zavrtanik et al., ICCV 2021); strokes/ellipses cover thin and round defects when a category has
+no real anomalies.
+
+Masks are uint8 (h, w) crops with values {0, 255}, 255 = defect.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from anogen_data.layout.noise import fractal_noise
+from anogen_data.layout.rle import mask_bbox
+
+SHAPE_KINDS = ("perlin", "stroke")
+MAX_FRACTION = 0.9  # a warped shape never covers more than this fraction of the target side
+
+
+def crop_defect(mask: np.ndarray, image: np.ndarray | None = None, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray | None]:
+    """Crop a full-image mask (and image) to the defect's box plus ``margin`` of its size on each side."""
+    box = mask_bbox(mask)
+    if box is None:
+        raise ValueError("empty mask")
+    x0, y0, x1, y1 = box
+    pad_x, pad_y = max(2, round(margin * (x1 - x0))), max(2, round(margin * (y1 - y0)))
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(0, x0 - pad_x), max(0, y0 - pad_y), min(w, x1 + pad_x), min(h, y1 + pad_y)
+    return mask[y0:y1, x0:x1], (None if image is None else image[y0:y1, x0:x1])
+
+
+def _trim(mask: np.ndarray, image: np.ndarray | None, pad: int) -> tuple[np.ndarray, np.ndarray | None]:
+    box = mask_bbox(mask)
+    if box is None:
+        return mask, image
+    x0, y0, x1, y1 = box
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    return mask[y0:y1, x0:x1], (None if image is None else image[y0:y1, x0:x1])
+
+
+def real_shape(
+    mask_crop: np.ndarray,
+    seed: int,
+    *,
+    size_ratio: float,
+    target_hw: tuple[int, int],
+    image_crop: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Warp a real defect crop: resize by ``size_ratio`` x a jitter, then flip/affine/elastic.
+
+    Everything random (the size jitter in [0.75, 1.25] and the albumentations Compose seed) comes from
+    ``seed``, so ``propose`` (mask only) and ``paste`` (mask and image) get the same warp.
+
+    Args:
+        mask_crop: uint8 (h, w) {0, 255}, from ``crop_defect``.
+        seed: the layout's seed.
+        size_ratio: target image side / learn-shot image side, so defects keep their relative size.
+        target_hw: the target image size; the result is shrunk to fit within MAX_FRACTION of it.
+        image_crop: optional uint8 (h, w, 3) crop warped with exactly the same transform.
+
+    Returns:
+        (mask, image): the warped mask (uint8 {0, 255}, trimmed to the defect plus a small pad) and the
+        warped image crop of the same size (None when no image was given).
+    """
+    rng = np.random.default_rng([int(seed), 7])
+    scale = size_ratio * float(rng.uniform(0.75, 1.25))
+    h, w = mask_crop.shape
+    limit = MAX_FRACTION * min(target_hw) / (1.3 * max(h, w))  # 1.3: the affine may still grow it
+    scale = max(min(scale, limit), 4.0 / max(1, min(h, w)))
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    mask = cv2.resize(mask_crop, size, interpolation=cv2.INTER_NEAREST)
+    image = None if image_crop is None else cv2.resize(image_crop, size, interpolation=cv2.INTER_LINEAR)
+    side = max(size)
+    transform = A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.Affine(scale=(0.85, 1.15), rotate=(-30, 30), fit_output=True, border_mode=cv2.BORDER_REFLECT_101, p=1.0),
+            A.ElasticTransform(alpha=0.6 * side, sigma=0.12 * side, approximate=True, p=0.5),
+        ],
+        seed=int(rng.integers(2**31)),
+    )
+    dummy = np.zeros((size[1], size[0], 3), np.uint8) if image is None else image
+    out = transform(image=dummy, mask=mask)
+    warped_mask = np.where(out["mask"] > 127, 255, 0).astype(np.uint8)
+    if not warped_mask.any():  # elastic can, rarely, erase a thin defect: fall back to the resized crop
+        warped_mask, out["image"] = mask, dummy
+    warped_mask, warped_image = _trim(warped_mask, out["image"], pad=max(2, round(0.05 * side)))
+    return warped_mask, (None if image_crop is None else warped_image)
+
+
+def perlin_blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A DRAEM-style Perlin-thresholded blob filling roughly a (height, width) box; uint8 {0, 255}."""
+    cells = int(rng.integers(1, 4))
+    noise = fractal_noise(height, width, (cells, cells), rng, octaves=3)
+    yy, xx = np.mgrid[0:height, 0:width]
+    window = 1.0 - ((2 * yy / max(1, height - 1) - 1) ** 2 + (2 * xx / max(1, width - 1) - 1) ** 2)
+    field = noise + 0.6 * window.astype(np.float32)
+    threshold = float(rng.uniform(0.25, 0.45))
+    blob = (field > threshold).astype(np.uint8) * 255
+    if not blob.any():
+        blob = (field >= field.max() - 1e-6).astype(np.uint8) * 255
+    return blob
+
+
+def stroke_shape(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Random polyline strokes (scratches, cracks) or a filled ellipse (spots) in a (height, width) box."""
+    mask = np.zeros((height, width), np.uint8)
+    if rng.random() < 0.5:
+        center = (width // 2, height // 2)
+        axes = (max(1, int(width * rng.uniform(0.25, 0.5))), max(1, int(height * rng.uniform(0.25, 0.5))))
+        cv2.ellipse(mask, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, thickness=-1)
+        return mask
+    thickness = max(1, int(round(min(height, width) * rng.uniform(0.03, 0.12))))
+    for _ in range(int(rng.integers(1, 4))):
+        points = [rng.uniform((0, 0), (width, height))]
+        for _ in range(int(rng.integers(2, 6))):
+            points.append(np.clip(points[-1] + rng.normal(0, 0.3, 2) * (width, height), 0, (width - 1, height - 1)))
+        cv2.polylines(mask, [np.round(points).astype(np.int32)], False, 255, thickness=thickness)
+    return mask
+
+
+def synthetic_shape(kind: str, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A "perlin" or "stroke" shape of size (height, width); uint8 {0, 255}, never empty."""
+    shape = perlin_blob(height, width, rng) if kind == "perlin" else stroke_shape(height, width, rng)
+    if not shape.any():
+        shape[height // 2, width // 2] = 255
+    return shape
