@@ -41,8 +41,72 @@ class ExportConfig:
     workers: int = 2  # threads decoding/encoding images (OpenCV releases the GIL); 2 = cores of a CI box
     max_shard_mb: int = 500  # parquet shard size: the Hub's recommended upper bound for fast streaming
     batch_rows: int = 16  # rows buffered per parquet write: bounds memory at ~16 images
-    contact_sheet_per_group: int = 4  # thumbnails per (source, defect type) on the contact sheet
+    contact_sheet_per_group: int = 4  # thumbnails per (split, source, defect type) on the contact sheet
     contact_sheet_cells: int = 48  # at most 6 rows of 8: readable at a glance
+
+
+@dataclass(frozen=True)
+class ProposeConfig:
+    """``propose``: where and what shape each synthetic defect will be."""
+
+    n: int = 100  # layouts to propose; generate.n must not exceed it
+    defect: str | None = None  # one defect type, or None to split n over types by their learn shots
+    foreground: str = "auto"  # auto: estimated from the good images (object) or whole image (texture) | full
+    shape: str = "auto"  # auto: real learn-shot masks when the type has them, else perlin/stroke | real | perlin | stroke | mixed
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """``generate``: synthesise anomalies on good images (index -> propose -> synthesise -> export)."""
+
+    category: str = "demo"
+    data: str = "demo"  # data root in MVTec layout; "demo" renders the built-in demo category
+    n: int = 100  # synthetic samples
+    backend: str = "auto"  # auto: paste when the category has real learn shots, else perlin
+    defect: str | None = None
+    seed: int = 0
+    workers: int = 1  # processes; per-sample seeds make the bytes identical for any count
+    out: str = "datasets"
+    name: str | None = None  # dataset name; None = the category
+    foreground: str = "auto"
+    shape: str = "auto"
+    model: str | None = None  # diffusion backends: hub id, local folder or "tiny"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 1
+    options: dict[str, Any] | None = None  # backend-specific parameters, e.g. {"paste": {"feather": 0.15}}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``train``: the bundled detector (DRAEM / DeSTSeg) trained on a dataset version."""
+
+    model: str = "destseg"  # unet | draem | destseg (DeSTSeg trains in minutes on CPU)
+    epochs: int = 20  # passes of samples_per_epoch samples
+    samples_per_epoch: int = 0  # 0 = twice the number of train/good images (half good, half synthetic)
+    batch_size: int = 8
+    image_size: int = 256  # long side of the letterbox canvas (multiple of 32)
+    base_width: int = 0  # 0 = paper width on GPU (64), CPU width 16 otherwise
+    lr: float = 0.001
+    synthesis: str = "perlin"  # on-the-fly anomalies when the version has none / no version: perlin | cutpaste
+    real_shots: bool = False  # also train on the version's real learn shots (train/<defect>/real_*)
+    augment: bool = False  # random flips of the training anomalies
+    p_cutoff: float | None = None  # AnoGen weak-loss cutoff; None = method default (0.1 unet/draem, 0.0 destseg)
+    cutoff_warmup_steps: int = 0  # linear ramp of p_cutoff from 0
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """``benchmark``: a trained detector on the index's eval split (real test/good + held-out anomalies)."""
+
+    batch_size: int = 8
+    fpr_limit: float = 0.3  # AUPRO integration limit (MVTec AD)
+    score_pool: int = 0  # image score = max of the map mean-pooled with this kernel; 0 = canvas/16
+    figures: int = 6  # real test images shown in score_maps.png
+    device: str = "auto"
 
 
 def load_params_section(params_file: Path | None, section: str) -> dict[str, Any]:

@@ -1,3 +1,115 @@
-"""CLI commands (see module docstring of each command)."""
+"""CLI commands ``export``, ``verify`` and ``push``: write, check and publish immutable dataset versions."""
 
-from anogen_data.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anogen_data.cli.app import OutOpt, ParamsOpt, app
+
+
+@app.command("export")
+def export_command(
+    index: Annotated[Path, typer.Option("--index", help="index.jsonl of `anogen-data index`.")],
+    out: OutOpt,
+    records: Annotated[
+        Optional[Path], typer.Option("--records", help="records.jsonl of `generate --no-export` (synthetic images).")
+    ] = None,
+    scores: Annotated[
+        Optional[Path], typer.Option("--scores", help="scores.jsonl of `anogen-data filter`: only kept records are written.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the category).")] = None,
+    version: Annotated[
+        Optional[int], typer.Option("--version", min=1, help="Write v<N>; default the next free number. Never overwrites.")
+    ] = None,
+    concepts: Annotated[
+        Optional[Path], typer.Option("--concepts", help="Learned concepts folder, hashed into the manifest lineage.")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Threads encoding images.")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Write an immutable dataset version OUT/NAME/vN: MVTec tree, COCO RLE, HF parquet, stats, card, manifest.
+
+    Real images come from the index (train -> train/good; eval -> test/); synthetic records go to
+    train/<defect>/syn_NNNNNN.png. The version appears only when complete.
+
+    Usage:
+
+      anogen-data export --index runs/bottle/index/index.jsonl --out datasets
+
+      anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --name bottle --version 1
+    """
+    from anogen_data.config import ExportConfig, resolve_config
+    from anogen_data.stages.export import run_export
+
+    config = resolve_config(ExportConfig, params, "export", {"workers": workers})
+    folder = run_export(config, index, out, records_file=records, scores_file=scores, name=name, version=version,
+                        concepts_dir=concepts)
+    _print_summary(folder)
+
+
+def _print_summary(folder: Path) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    table = Table(title=str(folder))
+    for column in ("split", "defect type", "real", "synthetic"):
+        table.add_column(column, justify="left" if column in ("split", "defect type") else "right")
+    for split, defects in stats["counts"].items():
+        for defect, sources in defects.items():
+            table.add_row(split, defect, str(sources.get("real", 0)), str(sources.get("synthetic", 0)))
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {folder}")
+
+
+@app.command("verify")
+def verify_command(
+    version_dir: Annotated[Path, typer.Argument(help="A dataset version folder, e.g. datasets/bottle/v1.")],
+) -> None:
+    """Re-hash every file of a version against its manifest.json; exit 1 on any change.
+
+    Usage:
+
+      anogen-data verify datasets/bottle/v1
+    """
+    from anogen_data.errors import AnogenError
+    from anogen_data.writers.manifest import verify_version
+
+    problems = verify_version(version_dir)
+    if problems:
+        for line in problems:
+            typer.echo(line, err=True)
+        raise AnogenError(f"{version_dir} changed since it was written: {len(problems)} problem(s) listed above")
+    typer.echo(f"ok: {version_dir} matches its manifest")
+
+
+@app.command("push")
+def push_command(
+    version_dir: Annotated[Path, typer.Argument(help="A dataset version folder, e.g. datasets/bottle/v1.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo ORG/NAME.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Tag to write (default v<N>).")] = None,
+    include_trees: Annotated[
+        bool, typer.Option("--include-trees", help="Also upload the MVTec tree, COCO files, stats and manifest.")
+    ] = False,
+) -> None:
+    """Upload a version's hf/ folder (a ready dataset repo) to the Hugging Face Hub and tag it.
+
+    Needs `hf auth login` or HF_TOKEN; offline or unauthenticated it prints one line and exits 1.
+
+    Usage:
+
+      anogen-data push datasets/bottle/v1 --repo-id my-org/bottle-defects
+
+      anogen-data push datasets/bottle/v2 --repo-id my-org/bottle-defects --private --revision v2 --include-trees
+    """
+    from anogen_data.writers.push import push_version
+
+    tag = push_version(version_dir, repo_id, private=private, revision=revision, include_trees=include_trees)
+    typer.echo(f"pushed {version_dir} to https://huggingface.co/datasets/{repo_id} (tag {tag})")

@@ -1,7 +1,7 @@
 """The contact sheet of a version: a grid of sample thumbnails with the mask outline drawn in red.
 
 Which images appear is decided from metadata before any pixel is read (the first ``per_group`` images
-of each (source, defect type) group, up to ``max_cells``), and only small thumbnails are kept, so
+of each (split, source, defect type) group, up to ``max_cells``), and only small thumbnails are kept, so
 memory stays bounded whatever the number of images.
 """
 
@@ -24,13 +24,13 @@ class ContactSheet:
         self.max_cells = max_cells
         self.thumb = thumb
         self.columns = columns
-        self._taken: Counter[tuple[str, str]] = Counter()
+        self._taken: Counter[tuple[str, ...]] = Counter()
         self._reserved = 0
         self.cells: list[tuple[int, np.ndarray, str]] = []
 
-    def wants(self, source: str, defect_type: str) -> bool:
-        """Reserve a cell for the next image of this group when there is room (call once per image)."""
-        key = (source, defect_type)
+    def wants(self, *group: str) -> bool:
+        """Reserve a cell for the next image of ``group`` (e.g. split, source, defect type) if there is room."""
+        key = tuple(group)
         if self._taken[key] >= self.per_group or self._reserved >= self.max_cells:
             return False
         self._taken[key] += 1

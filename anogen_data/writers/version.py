@@ -153,8 +153,7 @@ class _Writers:
             self.records.write(_json_line(to_row(item.record)))
             self.backends.add(item.backend)
         if done.thumbnail is not None:
-            sheet.add(self.count, done.thumbnail, f"{'syn' if item.source == 'synthetic' else item.split} "
-                                                 f"{item.defect_type}")
+            sheet.add(self.count, done.thumbnail, _caption(item))
         self.count += 1
 
     def close(self) -> dict[str, dict]:
@@ -166,6 +165,17 @@ class _Writers:
         self.records.close()
         self.coco.abort()
         self.hf.abort()
+
+
+def _caption(item: ExportItem) -> str:
+    """Contact-sheet caption: "train good", "test crack", "shot crack" (learn shot), "syn crack"."""
+    if item.source == "synthetic":
+        kind = "syn"
+    elif item.split == "train" and item.label == "anomaly":
+        kind = "shot"
+    else:
+        kind = item.split
+    return f"{kind} {item.defect_type}"
 
 
 def _json_line(row: dict) -> str:
@@ -182,7 +192,7 @@ def _write_images(writers: _Writers, items: Iterator[ExportItem], cfg: ExportCon
                   total: int | None) -> None:
     def planned() -> Iterator[tuple[ExportItem, bool]]:
         for item in items:  # contact-sheet picks are made here, in order, from metadata only
-            yield item, sheet.wants(item.source, item.defect_type)
+            yield item, sheet.wants(item.split, item.source, item.defect_type)
 
     def render(job: tuple[ExportItem, bool]) -> Rendered:
         return render_item(job[0], cfg.png_compression, sheet if job[1] else None)
