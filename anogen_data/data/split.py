@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from collections import defaultdict
@@ -99,7 +100,11 @@ def build_index(
         defect: learn_shots(names, protocol=protocol, shots=shots, seed=seed, defect=defect)
         for defect, names in real.items()
     }
-    return [IndexEntry(**vars(sample), role=_role(sample, learn), category=category) for sample in samples]
+    fields = [f.name for f in dataclasses.fields(Sample)]
+    return [
+        IndexEntry(**{name: getattr(sample, name) for name in fields}, role=_role(sample, learn), category=category)
+        for sample in samples
+    ]
 
 
 def role_counts(entries: Sequence[IndexEntry]) -> dict[str, dict[str, int]]:

@@ -86,3 +86,9 @@ def test_synthetic_train_anomalies_get_role_train():
     samples = [_sample("0.png"), _sample("syn_000001.png", split="train")]
     roles = {Path(e.path).name: e.role for e in build_index(samples, category="c")}
     assert roles == {"0.png": "learn", "syn_000001.png": "train"}
+
+
+def test_rebuilding_from_index_entries_gives_the_same_index():
+    samples = [_sample(f"{i}.png") for i in range(5)] + [_sample("g.png", split="train", defect="good")]
+    first = build_index(samples, category="c", protocol="random-k", shots=2, seed=1)
+    assert build_index(first, category="c", protocol="random-k", shots=2, seed=1) == first
