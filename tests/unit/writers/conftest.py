@@ -85,3 +85,24 @@ def build_inputs(root: Path, *, n_train=4, n_test_good=2, defects=("scratch", "d
 def inputs(tmp_path) -> Inputs:
     """Default tiny inputs: 4 train/good, 2 test/good, 2 defect types x (1 learn + 2 eval), 3 synthetic."""
     return build_inputs(tmp_path / "src")
+
+
+@dataclass
+class Written:
+    """A version written once per session from ``build_inputs`` (treat as read-only)."""
+
+    inputs: Inputs
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory) -> Written:
+    """One version with real + synthetic images (one synthetic record in three is a box label)."""
+    from anogen_data.writers.version import write_version
+
+    root = tmp_path_factory.mktemp("written")
+    inputs = build_inputs(root / "src")
+    scores = {r.id: {"keep": True, "reasons": [], "scores": {"sharpness": 1.0}} for r in inputs.records}
+    folder = write_version(root / "out", "widget", category="widget", index=inputs.index, records=inputs.records,
+                           records_dir=inputs.records_dir, scores=scores)
+    return Written(inputs, folder)

@@ -1,0 +1,74 @@
+"""The hf/ folder: `datasets.load_dataset` reads it back, features intact, with every source deleted."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import yaml
+
+from anogen_data.data.image_io import read_image, read_mask
+from anogen_data.writers.coco import mask_instances
+from anogen_data.writers.hf import HfWriter, hf_features
+
+
+def test_load_dataset_round_trip_without_sources(written, tmp_path):
+    from datasets import load_dataset
+
+    # copy only hf/ and delete everything else the rows came from
+    hf = tmp_path / "hf"
+    shutil.copytree(written.folder / "hf", hf)
+    mvtec = tmp_path / "mvtec"
+    shutil.copytree(written.folder / "mvtec", mvtec)
+    ds = load_dataset(str(hf), cache_dir=str(tmp_path / "cache"))
+    shutil.rmtree(hf)
+    assert set(ds) == {"train", "test"}
+    assert ds["train"].features == hf_features()
+    assert ds["train"].features["label"].names == ["good", "anomaly"]
+    n_files = {s: len(list((mvtec / "widget" / s).rglob("*.png"))) for s in ("train", "test")}
+    assert {s: len(ds[s]) for s in ds} == n_files
+    for split in ("train", "test"):
+        for row in ds[split]:
+            image_file = tmp_path / row["file_name"]
+            np.testing.assert_array_equal(np.asarray(row["image"].convert("RGB")), read_image(image_file))
+            assert row["label"] == (0 if row["defect_type"] == "good" else 1)
+            if row["label"] == 0:
+                assert row["mask"] is None and row["bboxes"] == []
+                continue
+            stem, defect = image_file.stem, image_file.parent.name
+            mask = read_mask(mvtec / "widget/ground_truth" / defect / f"{stem}_mask.png")
+            np.testing.assert_array_equal(np.asarray(row["mask"]), mask)
+            assert row["source"] == ("synthetic" if stem.startswith("syn_") else "real")
+            assert (row["backend"] is None) == (row["source"] == "real")
+            assert row["bboxes"] == [list(i.bbox_xywh) for i in mask_instances(mask)]
+
+
+def test_card_front_matter_points_at_the_shards(written):
+    text = (written.folder / "hf" / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] == "cc-by-nc-sa-4.0"
+    assert meta["size_categories"] == ["n<1K"]
+    assert {"anomaly-detection", "synthetic", "perlin"} <= set(meta["tags"])
+    files = meta["configs"][0]["data_files"]
+    assert files == [{"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}]
+    assert "![contact sheet" in text and (written.folder / "hf" / "contact_sheet.png").is_file()
+    assert "DRAEM" in text  # the perlin backend's paper is cited
+
+
+def test_shards_rotate_and_are_named_of_total(tmp_path):
+    writer = HfWriter(tmp_path / "data", max_shard_bytes=100, batch_rows=2)
+    row = {"image": {"bytes": _png(), "path": "a.png"}, "mask": None, "label": 0, "defect_type": "good",
+           "category": "c", "bboxes": [], "source": "real", "backend": None, "seed": None, "mask_quality": None,
+           "file_name": "a.png"}
+    for _ in range(3):
+        writer.add("train", row, nbytes=60)
+    assert writer.close() == {"train": {"rows": 3, "shards": 2}}
+    names = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert names == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+
+
+def _png() -> bytes:
+    from anogen_data.data.image_io import encode_png
+
+    return encode_png(np.zeros((4, 4, 3), np.uint8))
