@@ -1,0 +1,218 @@
+"""Detector training data: read a dataset version, letterbox images, and mix good/synthetic samples.
+
+Mixes (AnoGen, Gui et al., ECCV 2024; DRAEM, Zavrtanik et al., ICCV 2021):
+- ``half`` (unet, destseg): every even sample a good image, every odd one a synthetic anomaly (from the
+  version, or made on the fly when the version has none / for the ``--synthesis`` baseline).
+- ``draem``: AnoGen's DRAEM mix: 50% on-the-fly Perlin anomalies, 25% version anomalies, 25% the clean
+  good image (the version half, of which half is replaced by clean images).
+
+Non-square images (KolektorSDD ~500x1250) are never squashed: each is resized keeping its aspect ratio
+into a fixed canvas (long side ``image_size``, short side rounded up to a multiple of 32) and padded.
+
+A sample is a dict of tensors: ``image``/``clean`` (3, H, W) float in [0, 1]; ``target`` (1, H, W)
+in {0, 1} (1 = defect; the box for box-labelled samples); ``is_box``, ``has_clean`` bool scalars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from anogen_data.data.image_io import read_image, read_mask
+from anogen_data.detector import augment
+from anogen_data.errors import AnogenError
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """One training image. ``mask`` is None for good images; ``mask_quality`` "box" marks a weak label
+    (its mask file is the filled box); ``clean`` is the good image it was made from, when known."""
+
+    image: str
+    mask: str | None = None
+    mask_quality: str = "pixel"
+    clean: str | None = None
+
+
+def canvas_for(width: int, height: int, image_size: int) -> tuple[int, int]:
+    """(H, W) of the letterbox canvas: long side ``image_size``, short side ceil to a multiple of 32."""
+    long_side = max(width, height)
+    short = max(32, math.ceil(image_size * min(width, height) / long_side / 32) * 32)
+    return (image_size, short) if height >= width else (short, image_size)
+
+
+def letterbox(array: np.ndarray, canvas: tuple[int, int], nearest: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """Resize keeping the aspect ratio to fit ``canvas`` (H, W), pad bottom/right with zeros.
+
+    Returns (array of the canvas size, (content_h, content_w)): the content sits at the top-left.
+    """
+    h, w = array.shape[:2]
+    scale = min(canvas[0] / h, canvas[1] / w)
+    ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = cv2.resize(array, (cw, ch), interpolation=interp)
+    out = np.zeros((canvas[0], canvas[1]) + array.shape[2:], dtype=array.dtype)
+    out[:ch, :cw] = resized
+    return out, (ch, cw)
+
+
+def _coco_quality(version: Path) -> dict[str, str]:
+    """Resolved image path -> "box" or "pixel" from ``coco/instances_train.json`` ({} if absent).
+
+    An image is box-labelled when any of its annotations says ``"mask_quality": "box"`` (AnoGen weak label).
+    """
+    path = version / "coco" / "instances_train.json"
+    if not path.is_file():
+        return {}
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AnogenError(f"{path} is not valid JSON ({exc.msg}); re-export the version") from exc
+    files = {img["id"]: str((version / img["file_name"]).resolve()) for img in coco.get("images", [])}
+    out: dict[str, str] = {}
+    for ann in coco.get("annotations", []):
+        file = files.get(ann["image_id"])
+        if file is not None and (ann.get("mask_quality") == "box" or out.get(file) == "box"):
+            out[file] = "box"
+        elif file is not None:
+            out[file] = "pixel"
+    return out
+
+
+def _clean_sources(version: Path) -> dict[str, str]:
+    """Resolved synthetic image path -> its clean source image, from the version's ``records.jsonl``."""
+    path = version / "records.jsonl"
+    if not path.is_file():
+        return {}
+    from anogen_data.files import read_jsonl
+
+    return {
+        str((version / row["image_path"]).resolve()): row["source_path"]
+        for row in read_jsonl(path)
+        if "image_path" in row and Path(row.get("source_path", "")).is_file()
+    }
+
+
+def read_version(
+    version: Path, category: str | None = None, real_shots: bool = False
+) -> tuple[str, list[TrainItem], list[TrainItem]]:
+    """Read ``VERSION/mvtec/<category>/`` into (category, good items, training anomaly items).
+
+    Training anomalies are the synthetic ``train/<defect>/syn_*`` images, plus the real learn shots
+    ``train/<defect>/real_*`` when ``real_shots``. Never reads ``test/``.
+
+    Raises:
+        AnogenError: no ``mvtec/`` folder, several categories and none chosen, or no train/good images.
+    """
+    from anogen_data.data.mvtec import list_categories, load_category
+
+    version = Path(version)
+    root = version / "mvtec"
+    if not root.is_dir():
+        raise AnogenError(f"{version} has no mvtec/ folder; pass a dataset version folder (datasets/NAME/vN)")
+    if category is None:
+        found = list_categories(root)
+        if len(found) != 1:
+            raise AnogenError(f"{root} holds categories {found}; pass --category to choose one")
+        category = found[0]
+    samples = [s for s in load_category(root, category) if s.split == "train"]
+    quality, cleans = _coco_quality(version), _clean_sources(version)
+    good = [TrainItem(s.path) for s in samples if s.label == "good"]
+    anomalies = []
+    for s in samples:
+        stem = Path(s.path).stem
+        if s.label == "anomaly" and (stem.startswith("syn_") or (real_shots and stem.startswith("real_"))):
+            key = str(Path(s.path).resolve())
+            anomalies.append(TrainItem(s.path, s.mask_path, quality.get(key, "pixel"), cleans.get(key)))
+    return category, good, anomalies
+
+
+class DetectorTrainSet(torch.utils.data.Dataset):
+    """Letterboxed, cached training images mixed per ``mode``; sample ``i`` of epoch ``e`` is a pure
+    function of (seed, e, i), so any DataLoader order gives the same bytes.
+
+    Args:
+        good, anomalies: items from :func:`read_version` (``anomalies`` may be empty).
+        canvas: (H, W) from :func:`canvas_for`; mode: "half" or "draem"; synthesis: on-the-fly kind
+            ("perlin" or "cutpaste") used when a synthetic sample is needed and no version anomaly is;
+        length: samples per epoch; augment: random flips of version anomalies (few real shots).
+    """
+
+    def __init__(self, good, anomalies, canvas, mode="half", synthesis="perlin", length=64, seed=0, augment=False):
+        if not good:
+            raise AnogenError("no train/good images to train on; the version (or index) has none")
+        self.good, self.anomalies, self.canvas = list(good), list(anomalies), tuple(canvas)
+        self.mode, self.synthesis, self.length, self.seed, self.augment = mode, synthesis, length, seed, augment
+        self.epoch = 0
+        self._cache: dict[tuple[str, bool], np.ndarray] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _load(self, path: str, is_mask: bool = False) -> np.ndarray:
+        key = (path, is_mask)
+        if key not in self._cache:
+            array = read_mask(Path(path)) if is_mask else read_image(Path(path))
+            self._cache[key] = letterbox(array, self.canvas, nearest=is_mask)[0]
+        return self._cache[key]
+
+    def _float(self, path: str) -> np.ndarray:
+        return self._load(path).astype(np.float32) / 255.0
+
+    def _version_anomaly(self, rng, fallback_clean: np.ndarray):
+        item = self.anomalies[int(rng.integers(len(self.anomalies)))]
+        image = self._float(item.image)
+        mask = (self._load(item.mask, is_mask=True) > 127).astype(np.float32)
+        clean = self._float(item.clean) if item.clean else fallback_clean
+        is_box = item.mask_quality == "box"
+        if is_box:
+            mask = self._box_target(mask)
+        if self.augment:
+            image, mask, clean = augment.flip_rotate([image, mask, clean], rng)
+        return image, mask, clean, is_box, item.clean is not None
+
+    @staticmethod
+    def _box_target(mask: np.ndarray) -> np.ndarray:
+        """The weak label: the filled bounding box of the (box) mask, (H, W) in {0, 1}."""
+        box = np.zeros_like(mask)
+        ys, xs = np.nonzero(mask)
+        if ys.size:
+            box[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = 1
+        return box
+
+    def _on_the_fly(self, image: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        if self.synthesis == "cutpaste":
+            return augment.cutpaste_anomaly(image, rng)
+        texture = self._float(self.good[int(rng.integers(len(self.good)))].image)
+        return augment.perlin_anomaly(image, texture, rng)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        clean = self._float(self.good[int(rng.integers(len(self.good)))].image)
+        image, target, is_box, has_clean = clean, np.zeros(self.canvas, np.float32), False, True
+        u = rng.random()
+        if self.mode == "draem":
+            synthetic, on_the_fly = u < 0.75, u < 0.5 or not self.anomalies
+        else:
+            synthetic, on_the_fly = i % 2 == 1, not self.anomalies
+        if synthetic and on_the_fly:
+            image, target = self._on_the_fly(clean, rng)
+        elif synthetic:
+            image, target, clean, is_box, has_clean = self._version_anomaly(rng, clean)
+
+        def chw(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+        return {
+            "image": chw(image), "clean": chw(clean), "target": torch.from_numpy(np.ascontiguousarray(target))[None],
+            "is_box": torch.tensor(is_box), "has_clean": torch.tensor(has_clean),
+        }
