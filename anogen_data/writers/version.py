@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from anogen_data import __version__
@@ -85,16 +86,47 @@ def item_mask(item: ExportItem, height: int, width: int) -> np.ndarray | None:
     return mask
 
 
-def render_item(item: ExportItem, compression: int, sheet: ContactSheet | None) -> Rendered:
-    """Decode, build the mask, find instances, encode PNGs (and a thumbnail when ``sheet`` is given)."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_kind(data: bytes) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR chunk, or None when ``data`` is not a PNG."""
+    if len(data) < 26 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return data[24], data[25]
+
+
+def image_png(path: Path, image: np.ndarray, compression: int, copy_png: bool) -> bytes:
+    """PNG bytes for an image: the source file itself when it is an 8-bit RGB PNG (and ``copy_png``),
+    else ``image`` (uint8 (H, W, 3) RGB) encoded."""
+    if copy_png:
+        raw = Path(path).read_bytes()
+        if png_kind(raw) == (8, 2):
+            return raw
+    return encode_png(image, compression)
+
+
+def mask_png(item: ExportItem, mask: np.ndarray, compression: int, copy_png: bool) -> bytes:
+    """PNG bytes for a mask: the source file when it is an 8-bit grey PNG already in {0, 255}, else encoded."""
+    if copy_png and item.mask_quality == "pixel":
+        raw = Path(item.mask_src).read_bytes()
+        if png_kind(raw) == (8, 0):
+            decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+            if decoded is not None and np.array_equal(decoded, mask):
+                return raw
+    return encode_png(mask, compression)
+
+
+def render_item(item: ExportItem, cfg: ExportConfig, sheet: ContactSheet | None) -> Rendered:
+    """Decode, build the mask, find instances, get PNG bytes (and a thumbnail when ``sheet`` is given)."""
     image = read_image(item.image_src)
     height, width = image.shape[:2]
     mask = item_mask(item, height, width)
     instances = mask_instances(mask) if mask is not None else []
     thumbnail = sheet.thumbnail(image, mask) if sheet is not None else None
     return Rendered(
-        item, width, height, encode_png(image, compression),
-        encode_png(mask, compression) if mask is not None else None, instances, thumbnail,
+        item, width, height, image_png(item.image_src, image, cfg.png_compression, cfg.copy_png),
+        mask_png(item, mask, cfg.png_compression, cfg.copy_png) if mask is not None else None, instances, thumbnail,
     )
 
 
@@ -195,7 +227,7 @@ def _write_images(writers: _Writers, items: Iterator[ExportItem], cfg: ExportCon
             yield item, sheet.wants(item.split, item.source, item.defect_type)
 
     def render(job: tuple[ExportItem, bool]) -> Rendered:
-        return render_item(job[0], cfg.png_compression, sheet if job[1] else None)
+        return render_item(job[0], cfg, sheet if job[1] else None)
 
     with _progress() as bar:
         task = bar.add_task("export", total=total)

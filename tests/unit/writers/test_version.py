@@ -155,3 +155,19 @@ def test_ordered_map_keeps_order_and_bounds_the_window():
         results.append(value)
     assert results == [i * i for i in range(20)]
     assert max(in_flight) <= 4
+
+
+def test_copied_and_reencoded_pngs_hold_the_same_pixels(inputs, tmp_path):
+    from anogen_data.data.image_io import read_image, read_mask
+    from anogen_data.writers.version import png_kind
+
+    copied = _write(inputs, tmp_path / "a", config=ExportConfig(copy_png=True))
+    encoded = _write(inputs, tmp_path / "b", config=ExportConfig(copy_png=False, png_compression=9))
+    source = inputs.index[0].path
+    first = copied / "mvtec/widget/train/good/000.png"
+    assert first.read_bytes() == open(source, "rb").read()  # byte-for-byte copy of an 8-bit RGB PNG
+    assert png_kind(first.read_bytes()) == (8, 2) and png_kind(b"GIF89a" + bytes(30)) is None
+    for path in sorted((copied / "mvtec").rglob("*.png")):
+        other = encoded / path.relative_to(copied)
+        reader = read_mask if path.name.endswith("_mask.png") else read_image
+        np.testing.assert_array_equal(reader(path), reader(other))
