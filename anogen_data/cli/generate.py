@@ -1,3 +1,128 @@
-"""CLI commands (see module docstring of each command)."""
+"""CLI commands ``anogen-data propose`` and ``anogen-data generate`` (layouts and CPU/GPU synthesis)."""
 
-from anogen_data.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anogen_data.cli.app import CategoryOpt, DataOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app
+
+NOpt = Annotated[Optional[int], typer.Option("--n", "-n", help="Number of synthetic samples.")]
+DefectOpt = Annotated[Optional[str], typer.Option("--defect", help="Only this defect type (default: split over all by learn shots).")]
+ForegroundOpt = Annotated[
+    Optional[str], typer.Option("--foreground", help="auto: estimated from the good images (objects) | full: whole image.")
+]
+ShapeOpt = Annotated[Optional[str], typer.Option("--shape", help="auto | real | perlin | stroke | mixed mask shapes.")]
+IndexFileOpt = Annotated[Optional[Path], typer.Option("--index", help="index.jsonl from `anogen-data index`.")]
+
+
+@contextlib.contextmanager
+def rich_progress() -> Iterator:
+    """A rich progress bar with rate and ETA; yields ``start(description, total) -> advance(k)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+
+        def start(description: str, total: int):
+            task = progress.add_task(description, total=total, rate="")
+
+            def advance(k: int) -> None:
+                speed = progress.tasks[task].speed
+                progress.update(task, advance=k, rate=f"{speed:.1f} img/s" if speed else "")
+
+            return advance
+
+        yield start
+
+
+@app.command("propose")
+def propose_command(
+    index: Annotated[Path, typer.Option("--index", help="index.jsonl from `anogen-data index`.")],
+    out: OutOpt,
+    n: NOpt = None,
+    defect: DefectOpt = None,
+    foreground: ForegroundOpt = None,
+    shape: ShapeOpt = None,
+    seed: SeedOpt = None,
+    params: ParamsOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Decide where and what shape each synthetic defect will be, and write layouts.jsonl.
+
+    Each layout: source good image, defect type, box (on the foreground), mask (RLE) and a per-sample seed.
+
+    Usage:
+
+      anogen-data propose --index runs/demo/index/index.jsonl --out runs/demo/layouts --n 200
+
+      anogen-data propose --index runs/bottle/index/index.jsonl --out runs/bottle/layouts --defect broken_large --seed 3
+    """
+    from anogen_data.config import ProposeConfig, resolve_config
+    from anogen_data.stages.propose import run_propose
+
+    overrides = {"n": n, "defect": defect, "foreground": foreground, "shape": shape, "seed": seed}
+    config = resolve_config(ProposeConfig, params, "propose", overrides)
+    with rich_progress() as start:
+        path = run_propose(config, index, out, force=force, on_progress=start("propose", config.n))
+    typer.echo(f"wrote {path}")
+
+
+@app.command("generate")
+def generate_command(
+    category: CategoryOpt = None,
+    n: NOpt = None,
+    data: DataOpt = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="paste | perlin | cutpaste | anogen | dualanodiff (default: paste with real learn shots, else perlin).")] = None,
+    defect: DefectOpt = None,
+    seed: SeedOpt = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Worker processes (same bytes for any count).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset root (default: datasets); with --no-export the synthesis folder.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the category).")] = None,
+    index: IndexFileOpt = None,
+    layouts: Annotated[Optional[Path], typer.Option("--layouts", help="layouts.jsonl from `anogen-data propose`.")] = None,
+    concepts: Annotated[Optional[Path], typer.Option("--concepts", help="Output of `concepts learn` (diffusion backends).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Diffusion model: hub id, folder or 'tiny'.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda (diffusion backends).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float16 | bfloat16 | float32 (diffusion backends).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Samples per backend call (diffusion backends).")] = None,
+    foreground: ForegroundOpt = None,
+    shape: ShapeOpt = None,
+    no_export: Annotated[bool, typer.Option("--no-export", help="Stop after synthesis: OUT/records.jsonl, images/, masks/.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its records.")] = False,
+    params: ParamsOpt = None,
+) -> None:
+    """Make synthetic anomalies on good images and write a dataset version (index -> propose -> synthesise -> export).
+
+    Usage:
+
+      anogen-data generate --category demo --n 100
+
+      anogen-data generate --data /data/mvtec --category bottle --n 1000 --backend paste --workers 2
+
+      anogen-data generate --category demo --n 50 --index runs/demo/index/index.jsonl --layouts runs/demo/layouts/layouts.jsonl --no-export --out runs/demo/synth
+    """
+    from anogen_data.config import GenerateConfig, resolve_config
+    from anogen_data.stages.generate import run_generate
+
+    overrides = {
+        "category": category, "n": n, "data": data, "backend": backend, "defect": defect, "seed": seed,
+        "workers": workers, "out": None if out is None else str(out), "name": name, "model": model,
+        "device": device, "dtype": dtype, "batch_size": batch_size, "foreground": foreground, "shape": shape,
+    }
+    config = resolve_config(GenerateConfig, params, "generate", overrides)
+    if config.n < 1:
+        from anogen_data.errors import AnogenError
+
+        raise AnogenError(f"--n must be at least 1 (got {config.n}); ask for how many synthetic samples to make")
+    with rich_progress() as start:
+        path = run_generate(config, index_file=index, layouts_file=layouts, concepts=concepts,
+                            no_export=no_export, resume=resume, progress=start)
+    typer.echo(f"wrote {path}")

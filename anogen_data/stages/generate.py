@@ -1,0 +1,149 @@
+"""Stage ``generate``: index -> propose -> synthesise -> export, or only synthesise (``--no-export``).
+
+Reads (or builds) the index and the layouts, runs a synthesis backend over them (see
+``anogen_data.synthesis.runner``: per-sample seeds, worker processes, resume) and either writes a
+dataset version with ``writers.version.write_version`` or leaves ``records.jsonl`` + ``images/`` +
+``masks/`` for the DVC ``filter`` and ``export`` stages. Backends: real-defect paste, DRAEM Perlin
+(Zavrtanik et al., ICCV 2021), CutPaste (Li et al., CVPR 2021), AnoGen (Gui et al., ECCV 2024) and
+DualAnoDiff (Jin et al., CVPR 2025).
+
+Work happens in a ``*.partial`` folder beside the output; it becomes the output only when complete,
+and ``--resume`` continues it after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from anogen_data.config import GenerateConfig, IndexConfig, ProposeConfig, config_to_dict
+from anogen_data.errors import AnogenError
+from anogen_data.files import sha256_file
+from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
+from anogen_data.stages.index import index_entries, load_index_entries
+from anogen_data.stages.propose import make_layouts
+from anogen_data.synthesis import BACKENDS, get_backend
+from anogen_data.synthesis.base import SynthesisContext
+from anogen_data.synthesis.runner import RECORDS, run_synthesis
+
+RUN_CONFIG = "config.json"
+NOT_COMPARED = ("workers",)  # settings that never change the bytes, so a resume may change them
+
+Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(k)
+
+
+def choose_backend(config: GenerateConfig, entries: list[IndexEntry]) -> str:
+    """The backend name: ``config.backend``, or for "auto" paste when there are learn shots, else perlin.
+
+    Raises:
+        AnogenError: unknown backend, or paste for a category without real anomalies.
+    """
+    has_shots = any(e.role == "learn" and e.mask_path for e in entries)
+    name = config.backend if config.backend != "auto" else ("paste" if has_shots else "perlin")
+    if name not in BACKENDS:
+        raise AnogenError(f"unknown backend '{name}'; valid backends: {', '.join(BACKENDS)}")
+    if name == "paste" and not has_shots:
+        raise AnogenError(
+            f"backend 'paste' transplants real defects, but category '{config.category}' has no real anomalies "
+            "(no role 'learn' rows in the index); use --backend perlin (or cutpaste)"
+        )
+    return name
+
+
+def load_entries(config: GenerateConfig, index_file: Path | None) -> list[IndexEntry]:
+    """The index from ``index_file``, or built now from ``config.data``/``config.category``."""
+    if index_file is not None:
+        return load_index_entries(Path(index_file))
+    return index_entries(IndexConfig(data=config.data, category=config.category, seed=config.seed))
+
+
+def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry], layouts_file: Path | None,
+                 progress: Progress | None) -> list[Layout]:
+    """The first ``config.n`` layouts of ``layouts_file``, or proposed now (perlin shapes for ``perlin``)."""
+    if config.n < 1:
+        raise AnogenError(f"--n must be at least 1 (got {config.n})")
+    if layouts_file is not None:
+        layouts = read_layouts(Path(layouts_file))
+        if len(layouts) < config.n:
+            raise AnogenError(f"{layouts_file} holds {len(layouts)} layouts but --n is {config.n}; propose more (--n)")
+        if config.defect is not None:
+            layouts = [x for x in layouts if x.defect_type == config.defect]
+        return layouts[: config.n]
+    shape = "perlin" if (config.shape == "auto" and backend == "perlin") else config.shape
+    propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape, seed=config.seed)
+    advance = progress("propose", config.n) if progress else None
+    category = entries[0].category or config.category
+    return make_layouts(propose, entries, category, advance)
+
+
+def make_context(config: GenerateConfig, backend: str, entries: list[IndexEntry], concepts: Path | None) -> SynthesisContext:
+    """What the backend may see: learn shots, good train images, concepts, model and device settings."""
+    options = (config.options or {}).get(backend, {})
+    return SynthesisContext(
+        learn_shots=tuple(e for e in entries if e.role == "learn" and e.mask_path),
+        good_paths=tuple(e.path for e in entries if e.role == "train" and e.label == "good"),
+        concepts_dir=None if concepts is None else str(concepts), model=config.model, device=config.device,
+        dtype=config.dtype, batch_size=config.batch_size, options=dict(options),
+    )
+
+
+def _prepare_work(work: Path, run_config: dict, resume: bool) -> None:
+    """Create ``work`` (or check that a resumed one was made with the same settings)."""
+    saved = work / RUN_CONFIG
+    if work.exists() and not resume:
+        raise AnogenError(f"{work} holds an interrupted run; pass --resume to continue it or delete the folder")
+    if work.exists() and saved.is_file():
+        before = json.loads(saved.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(before) | set(run_config) if k not in NOT_COMPARED and before.get(k) != run_config.get(k))
+        if changed:
+            raise AnogenError(f"{work} was started with different settings ({', '.join(changed)}); resume with the same ones")
+    work.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def run_generate(
+    config: GenerateConfig, *, index_file: Path | None = None, layouts_file: Path | None = None,
+    concepts: Path | None = None, no_export: bool = False, resume: bool = False, progress: Progress | None = None,
+) -> Path:
+    """Run the stage; returns the dataset version folder, or the synthesis folder with ``no_export``.
+
+    Raises:
+        AnogenError: bad input (unknown backend or defect type, n < 1, paste without real anomalies,
+            an existing output, a resumed run with other settings). Nothing final is written then.
+    """
+    out = Path(config.out)
+    name = config.name or config.category
+    if no_export and out.exists():
+        raise AnogenError(f"{out} already exists; choose another --out (generate never overwrites)")
+    entries = load_entries(config, index_file)
+    backend = choose_backend(config, entries)
+    get_backend(backend)  # import errors surface before any work
+    layouts = load_layouts(config, backend, entries, layouts_file, progress)
+    work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
+    run_config = {**config_to_dict(config), "backend": backend, "index_file": None if index_file is None else str(index_file),
+                  "layouts_file": None if layouts_file is None else str(layouts_file)}
+    _prepare_work(work, run_config, resume)
+    advance = progress(f"{backend}", len(layouts)) if progress else None
+    context = make_context(config, backend, entries, concepts)
+    run_synthesis(backend, context, layouts, work, workers=config.workers, resume=resume, on_progress=advance)
+    if no_export:
+        work.rename(out)
+        return out
+    return _export(config, name, entries, work, index_file, concepts, run_config)
+
+
+def _export(config: GenerateConfig, name: str, entries: list[IndexEntry], work: Path, index_file: Path | None,
+            concepts: Path | None, run_config: dict) -> Path:
+    from anogen_data.writers.version import write_version
+
+    lineage = {"generate_backend": run_config["backend"], "concepts_dir": None if concepts is None else str(concepts)}
+    if index_file is not None:
+        lineage.update(index_file=str(index_file), index_sha256=sha256_file(index_file))
+    version = write_version(
+        Path(config.out), name, category=entries[0].category or config.category, index=entries,
+        records=read_records(work / RECORDS), records_dir=work, lineage=lineage, configs={"generate": {k: v for k, v in run_config.items() if k not in NOT_COMPARED}},
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return version

@@ -1,0 +1,168 @@
+"""Run a synthesis backend over layouts: per-sample seeds, streaming, worker processes, resumable.
+
+Each sample's randomness comes from ``np.random.default_rng([layout.seed, 2])`` (stream 1 is the
+layout's own, see ``layout.propose``), so neither the batch size nor the number of worker processes
+changes a single byte. Results are written as they come (PNG files renamed into place, one
+``records.jsonl`` line per sample, in layout order), so memory stays bounded and an interrupted run
+resumes from its records: the valid prefix of ``records.jsonl`` is kept, the rest is redone.
+
+Backends: see ``anogen_data.synthesis`` (CutPaste, Li et al. CVPR 2021; DRAEM, Zavrtanik et al. ICCV
+2021; real-defect paste; AnoGen, Gui et al. ECCV 2024; DualAnoDiff, Jin et al. CVPR 2025).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from anogen_data.data.image_io import read_image, write_png
+from anogen_data.layout.rle import mask_bbox
+from anogen_data.records import Layout, SynthRecord, to_row
+from anogen_data.synthesis import get_backend
+from anogen_data.synthesis.base import Backend, SynthesisContext, check_output
+
+RECORDS = "records.jsonl"
+SYNTH_STREAM = 2  # rng stream of a sample's synthesis (1 = its layout)
+
+_WORKER: dict = {}
+
+
+def sample_rng(layout: Layout) -> np.random.Generator:
+    """The synthesis generator of one sample (independent of batching and workers)."""
+    return np.random.default_rng([int(layout.seed), SYNTH_STREAM])
+
+
+def _write_png_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write_png(tmp, array)
+    os.replace(tmp, path)
+
+
+def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path) -> list[dict]:
+    """Make, write and describe one batch of samples; returns their records.jsonl rows.
+
+    Writes ``out_dir/images/<id>.png`` (uint8 RGB) and ``out_dir/masks/<id>.png`` (uint8, 255 = defect).
+    """
+    images = [read_image(layout.source_path) for layout in layouts]
+    recipes = [backend.make_recipe(im, lay, sample_rng(lay)) for im, lay in zip(images, layouts)]
+    rows = []
+    for image, layout, recipe, (out, mask) in zip(images, layouts, recipes, backend.apply_batch(images, layouts, recipes)):
+        check_output(out, image, mask, backend.name)
+        _write_png_atomic(out_dir / "images" / f"{layout.id}.png", out)
+        _write_png_atomic(out_dir / "masks" / f"{layout.id}.png", mask)
+        box = layout.bbox_xyxy if backend.mask_quality == "box" else (mask_bbox(mask) or layout.bbox_xyxy)
+        record = SynthRecord(
+            id=layout.id, category=layout.category, defect_type=layout.defect_type, backend=backend.name,
+            seed=layout.seed, source_path=layout.source_path, image_path=f"images/{layout.id}.png",
+            mask_path=f"masks/{layout.id}.png", mask_quality=backend.mask_quality, bbox_xyxy=tuple(box),
+            recipe=recipe, extra={"shape_source": layout.shape_source},
+        )
+        rows.append(to_row(record))
+    return rows
+
+
+def _init_worker(backend_name: str, context: SynthesisContext, out_dir: str) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _WORKER["backend"] = get_backend(backend_name)(context)
+    _WORKER["out_dir"] = Path(out_dir)
+
+
+def _worker_batch(layouts: list[Layout]) -> list[dict]:
+    return synthesise_batch(_WORKER["backend"], layouts, _WORKER["out_dir"])
+
+
+def completed_rows(out_dir: Path) -> list[dict]:
+    """The valid prefix of ``out_dir/records.jsonl`` whose files exist; truncates the file to it."""
+    path = Path(out_dir) / RECORDS
+    if not path.is_file():
+        return []
+    rows, keep_bytes = [], 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if not line.endswith(b"\n") or not all((Path(out_dir) / row[k]).is_file() for k in ("image_path", "mask_path")):
+                break
+            rows.append(row)
+            keep_bytes += len(line)
+    with open(path, "r+b") as fh:
+        fh.truncate(keep_bytes)
+    return rows
+
+
+def _batches(layouts: Sequence[Layout], size: int) -> Iterator[list[Layout]]:
+    for start in range(0, len(layouts), size):
+        yield list(layouts[start : start + size])
+
+
+def run_synthesis(
+    backend_name: str,
+    context: SynthesisContext,
+    layouts: Sequence[Layout],
+    out_dir: Path,
+    *,
+    workers: int = 1,
+    resume: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Synthesise every layout into ``out_dir`` (images/, masks/, records.jsonl); returns the sample count.
+
+    Args:
+        backend_name: key of ``BACKENDS``.
+        context: what the backend may know (learn shots, good images, concepts, device ...).
+        layouts: the samples to make, in output order (ids unique).
+        out_dir: the folder to fill; created if missing.
+        workers: processes (1 = in this process). Output bytes do not depend on it.
+        resume: keep the samples already in ``out_dir/records.jsonl`` and make only the rest.
+        on_progress: called with the number of samples finished after each batch.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    done = {row["id"] for row in completed_rows(out_dir)} if resume else set()
+    if not resume:
+        (out_dir / RECORDS).write_text("", encoding="utf-8")
+    todo = [layout for layout in layouts if layout.id not in done]
+    if on_progress and done:
+        on_progress(len(layouts) - len(todo))
+    batch = max(1, int(context.batch_size))
+    with open(out_dir / RECORDS, "a", encoding="utf-8") as records:
+        for rows in _run_batches(backend_name, context, todo, out_dir, batch, workers):
+            records.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+            records.flush()
+            if on_progress:
+                on_progress(len(rows))
+    return len(layouts)
+
+
+def _run_batches(
+    backend_name: str, context: SynthesisContext, todo: list[Layout], out_dir: Path, batch: int, workers: int
+) -> Iterator[list[dict]]:
+    """Yield each batch's rows in order; with workers > 1 at most 4 x workers batches are in flight."""
+    if workers <= 1 or len(todo) <= batch:
+        backend = get_backend(backend_name)(context)
+        for layouts in _batches(todo, batch):
+            yield synthesise_batch(backend, layouts, out_dir)
+        return
+    # fork reuses the parent's imports (albumentations pulls in torch: seconds per spawned worker)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(backend_name, context, str(out_dir))) as pool:
+        pending: deque[Future] = deque()
+        for layouts in _batches(todo, batch):
+            pending.append(pool.submit(_worker_batch, layouts))
+            if len(pending) >= 4 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
