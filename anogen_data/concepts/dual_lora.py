@@ -1,0 +1,309 @@
+"""DualAnoDiff concept learning: one LoRA per branch, trained jointly with SAIM and BCM.
+
+Paper: Jin et al., "DualAnoDiff: Dual-Interrelated Diffusion Model for Few-Shot Anomaly Image
+Generation", CVPR 2025 (arXiv:2408.13509).
+
+For each learn shot the whole anomalous image and its anomaly *part* (image x binarised mask, on black)
+are VAE-encoded, get independent noise at the SAME timestep and run as one interleaved batch (row 2i
+whole, 2i+1 part; see :mod:`anogen_data.synthesis.dual_attention`). Prompts are nested: "a vfx with sks"
+(whole) and "sks" (part). Each branch has its own peft LoRA adapter ("whole", "part") on every UNet
+attention projection (and on the text encoder); peft's mixed-batch forward picks the adapter per row.
+Loss: noise MSE of the whole branch + noise MSE of the part branch. Only LoRA, SAIM and BCM train.
+
+Artefacts (diffusers' own formats, so a stock pipeline loads them):
+``pytorch_lora_weights_whole.safetensors``, ``pytorch_lora_weights_part.safetensors`` (load with
+``pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)``) and ``dual_modules/``
+(``DualModules.save_pretrained``: SAIM + BCM weights as safetensors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anogen_data.synthesis.dual_attention import DualModules
+
+WHOLE, PART = "whole", "part"
+BRANCHES = (WHOLE, PART)
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def lora_weight_name(branch: str) -> str:
+    """File name of one branch's LoRA: ``pytorch_lora_weights_<branch>.safetensors``."""
+    return f"pytorch_lora_weights_{branch}.safetensors"
+
+
+@dataclass(frozen=True)
+class DualTrainOptions:
+    """Training settings; defaults are the released DualAnoDiff ones (SD-1.5, 512 px).
+
+    Attributes:
+        steps, batch_size, lr: 5,000 steps of 4 pairs at a constant 2e-5 (the release).
+        rank: LoRA rank of every adapter (alpha = rank, so the LoRA scale is 1).
+        train_text_encoder: also put a per-branch LoRA on the text encoder (the release does).
+        whole_prompt, part_prompt: the nested prompts.
+        resolution: training side in pixels (None: the model's native side).
+        gradient_checkpointing, use_8bit_adam: memory savers for 24 GB GPUs.
+        seed: seeds every random draw (one CPU ``torch.Generator``).
+    """
+
+    steps: int = 5000
+    batch_size: int = 4
+    lr: float = 2e-5
+    rank: int = 32
+    train_text_encoder: bool = True
+    whole_prompt: str = "a vfx with sks"
+    part_prompt: str = "sks"
+    resolution: int | None = None
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False
+    seed: int = 0
+
+
+def add_branch_adapters(unet, text_encoder=None, rank: int = 32) -> None:
+    """Add the "whole" and "part" LoRA adapters; freeze everything else, make both adapters trainable."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    models = [(unet, UNET_TARGETS)] + ([(text_encoder, TEXT_TARGETS)] if text_encoder is not None else [])
+    for model, targets in models:
+        model.requires_grad_(False)
+        config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
+        for branch in BRANCHES:
+            model.add_adapter(config, adapter_name=branch)
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.set_adapter(list(BRANCHES))  # both active; rows pick theirs via branch_adapters
+        for name, param in model.named_parameters():
+            param.requires_grad_("lora_" in name)
+
+
+def _inject_adapter_names(module, args, kwargs, adapter_names):
+    return args, {**kwargs, "adapter_names": adapter_names}
+
+
+@contextlib.contextmanager
+def branch_adapters(model, adapter_names: Sequence[str]) -> Iterator[None]:
+    """Within the block, row ``i`` of every LoRA layer's input uses adapter ``adapter_names[i]``.
+
+    This is peft's mixed-batch LoRA forward (``adapter_names`` keyword of ``LoraLayer.forward``),
+    installed with our own hooks because peft only offers it for inference; gradients flow through it.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    names = list(adapter_names)
+    hook = partial(_inject_adapter_names, adapter_names=names)
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in model.modules() if isinstance(m, LoraLayer)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pair_adapters(pairs: int, whole: str = WHOLE, part: str = PART) -> list[str]:
+    """Adapter name per row of an interleaved batch of ``pairs`` pairs: [whole, part, whole, part, ...]."""
+    return [whole, part] * pairs
+
+
+def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], adapters: Sequence[str] | None) -> torch.Tensor:
+    """CLIP hidden states (len(prompts), 77, D); row i through adapter ``adapters[i]`` (None: no LoRA)."""
+    ids = tokenizer(
+        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(text_encoder.device)
+    from peft.tuners.lora import LoraLayer
+
+    has_lora = adapters is not None and any(isinstance(m, LoraLayer) for m in text_encoder.modules())
+    with branch_adapters(text_encoder, adapters) if has_lora else contextlib.nullcontext():
+        return text_encoder(ids)[0]
+
+
+def to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """uint8 (H, W, C) images -> float (N, C, size, size) in [-1, 1] (area-resized)."""
+    batch = torch.stack([torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1) for im in images]).float()
+    batch = F.interpolate(batch, size=(size, size), mode="area") if batch.shape[-1] != size else batch
+    return batch / 127.5 - 1.0
+
+
+def shot_tensors(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """Stack (whole, part, mask) per shot: (K, 7, size, size); part = image on black where mask is 0.
+
+    Args:
+        images: uint8 (H, W, 3); masks: uint8 (H, W), 255 = defect.
+    """
+    whole = to_tensor(images, size)
+    mask = (to_tensor([m[..., None] for m in masks], size) > 0).float()
+    part = whole * mask - (1 - mask)  # black is -1 in [-1, 1]
+    return torch.cat([whole, part, mask * 2 - 1], dim=1)
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The same random horizontal flip and crop (80-100 % side, resized back) on all channels of a row."""
+    rows, _, size, _ = batch.shape
+    out = []
+    for row in batch:
+        if torch.rand((), generator=generator) < 0.5:
+            row = row.flip(-1)
+        side = int(size * (0.8 + 0.2 * torch.rand((), generator=generator)))
+        y, x = (int(torch.randint(0, size - side + 1, (), generator=generator)) for _ in range(2))
+        crop = row[None, :, y : y + side, x : x + side]
+        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0])
+    batch = torch.stack(out)
+    part_mask = (batch[:, 6:7] > 0).float()
+    batch[:, 3:6] = batch[:, 3:6] * part_mask - (1 - part_mask)  # keep the part exactly black off-mask
+    return batch
+
+
+def encode_latents(vae, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """VAE latents (N, 4, h, w) of images in [-1, 1], sampled with ``generator``, times the scaling factor."""
+    dist = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
+    return dist.sample(generator=generator) * vae.config.scaling_factor
+
+
+def interleave(whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """(B, ...) and (B, ...) -> (2B, ...) with rows whole_0, part_0, whole_1, part_1, ..."""
+    return torch.stack([whole, part], dim=1).flatten(0, 1)
+
+
+def trainable_parameters(unet, text_encoder, dual: DualModules) -> list[torch.nn.Parameter]:
+    """LoRA parameters of the UNet (and text encoder) plus every SAIM and BCM parameter."""
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if text_encoder is not None:
+        params += [p for p in text_encoder.parameters() if p.requires_grad]
+    return params + list(dual.parameters())
+
+
+def make_optimizer(params, lr: float, use_8bit_adam: bool) -> torch.optim.Optimizer:
+    """AdamW, or bitsandbytes' 8-bit AdamW when asked and installed (falls back to AdamW otherwise)."""
+    if use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=lr)
+        except ImportError:
+            pass
+    return torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+
+
+def train_dual_lora(
+    components,
+    dual: DualModules,
+    shots: torch.Tensor,
+    backgrounds: torch.Tensor,
+    options: DualTrainOptions,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train both branch LoRAs, SAIM and BCM on the learn shots; returns the loss of every step.
+
+    Args:
+        components: ``anogen_data.diffusion.loading.Components`` (unet, vae, text_encoder, tokenizer,
+            scheduler, device, dtype); adapters are added here unless the UNet already has them.
+        dual: SAIM/BCM modules for ``components.unet`` (moved to its device, trained in fp32).
+        shots: (K, 7, R, R) from :func:`shot_tensors` (whole, part, mask channels in [-1, 1]).
+        backgrounds: (G, 3, R, R) in [-1, 1], background-only good images for BCM.
+        options: steps, batch, lr, prompts, memory savers, seed.
+        on_step: called with (step, loss) after every step (progress bars).
+    """
+    unet, vae, scheduler = components.unet, components.vae, components.scheduler
+    text_encoder = components.text_encoder if options.train_text_encoder else None
+    if not getattr(unet, "_hf_peft_config_loaded", False):
+        add_branch_adapters(unet, text_encoder, options.rank)
+    if options.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    dual.to(components.device, torch.float32).train()
+    params = trainable_parameters(unet, text_encoder, dual)
+    for param in params:  # LoRA/SAIM/BCM train in fp32 even when the frozen model is half precision
+        param.data = param.data.float()
+    optimizer = make_optimizer(params, options.lr, options.use_8bit_adam)
+    gen = torch.Generator().manual_seed(options.seed)
+    losses: list[float] = []
+    with dual.attached(unet) as state:
+        for step in range(options.steps):
+            loss = _train_step(components, text_encoder, state, shots, backgrounds, options, gen)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step, losses[-1])
+    dual.eval()
+    return losses
+
+
+def _train_step(components, text_encoder, state, shots, backgrounds, options, gen) -> torch.Tensor:
+    """One joint step: both branches at the same timestep, BCM write pass, read pass, summed MSE."""
+    unet, vae, scheduler, device = components.unet, components.vae, components.scheduler, components.device
+    pairs = options.batch_size
+    batch = augment(shots[torch.randint(len(shots), (pairs,), generator=gen)], gen)
+    refs = backgrounds[torch.randint(len(backgrounds), (pairs,), generator=gen)]
+    with torch.no_grad():
+        latents = encode_latents(vae, interleave(batch[:, :3], batch[:, 3:6]), gen).float()
+        ref_latents = encode_latents(vae, refs, gen).float()
+    noise = torch.randn(latents.shape, generator=gen).to(device)
+    ref_noise = torch.randn(ref_latents.shape, generator=gen).to(device)
+    t_pairs = torch.randint(0, scheduler.config.num_train_timesteps, (pairs,), generator=gen).to(device)
+    timesteps = t_pairs.repeat_interleave(2)  # both branches of a pair share the timestep
+    noisy = scheduler.add_noise(latents, noise, timesteps).to(unet.dtype)
+    prompt_adapters = [WHOLE, PART] if text_encoder is not None else None
+    with torch.set_grad_enabled(text_encoder is not None):
+        embeds = encode_prompts(components.text_encoder, components.tokenizer,
+                                [options.whole_prompt, options.part_prompt], prompt_adapters)
+    embeds = embeds.repeat(pairs, 1, 1)  # (2B, 77, D), rows (whole, part) per pair
+    with torch.no_grad(), branch_adapters(unet, [WHOLE] * pairs):
+        state.bcm = "write"
+        ref_noisy = scheduler.add_noise(ref_latents, ref_noise, t_pairs).to(unet.dtype)
+        unet(ref_noisy, t_pairs, embeds[0::2].detach())
+    state.bcm = "read"
+    with branch_adapters(unet, pair_adapters(pairs)):
+        pred = unet(noisy, timesteps, embeds).sample.float()
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    return F.mse_loss(pred[0::2], target[0::2]) + F.mse_loss(pred[1::2], target[1::2])
+
+
+def save_dual_concept(folder: Path, unet, text_encoder, dual: DualModules) -> list[str]:
+    """Write both branch LoRAs (diffusers format) and ``dual_modules/``; returns the file names written."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    folder = Path(folder)
+    names = []
+    te_has_lora = text_encoder is not None and getattr(text_encoder, "_hf_peft_config_loaded", False)
+    for branch in BRANCHES:
+        unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=branch))
+        # Text-encoder keys stay in peft format: diffusers' loader reads them as is (its converted
+        # "lora_linear_layer" names are not mapped back by transformers 5 and load as missing).
+        te_layers = get_peft_model_state_dict(text_encoder, adapter_name=branch) if te_has_lora else None
+        StableDiffusionPipeline.save_lora_weights(
+            folder, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers,
+            weight_name=lora_weight_name(branch),
+            unet_lora_adapter_metadata=unet.peft_config[branch].to_dict(),
+            text_encoder_lora_adapter_metadata=text_encoder.peft_config[branch].to_dict() if te_has_lora else None,
+        )
+        names.append(lora_weight_name(branch))
+    dual.save_pretrained(folder / "dual_modules")
+    return names + ["dual_modules"]
+
+
+def load_dual_concept(pipe, folder: Path, prefix: str = "") -> tuple[str, str, DualModules]:
+    """Load a concept folder into ``pipe`` (any pipeline with ``load_lora_weights``).
+
+    Returns:
+        (whole adapter name, part adapter name, DualModules); adapter names are ``prefix + branch``.
+    """
+    folder = Path(folder)
+    for branch in BRANCHES:
+        pipe.load_lora_weights(folder, weight_name=lora_weight_name(branch), adapter_name=prefix + branch)
+    dual = DualModules.from_pretrained(folder / "dual_modules")
+    return prefix + WHOLE, prefix + PART, dual

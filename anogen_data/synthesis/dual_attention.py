@@ -1,0 +1,199 @@
+"""SAIM and BCM, the two attention modules of DualAnoDiff, as modules for diffusers' ``UNet2DConditionModel``.
+
+Paper: Jin et al., "DualAnoDiff: Dual-Interrelated Diffusion Model for Few-Shot Anomaly Image
+Generation", CVPR 2025 (arXiv:2408.13509).
+
+Batch convention (used by training and by the pipeline): the UNet runs both branches as ONE
+interleaved batch, row ``2i`` is the whole anomalous image of pair ``i`` and row ``2i + 1`` its anomaly
+part. Classifier-free guidance concatenates ``[uncond pairs, cond pairs]``, which keeps pairs adjacent.
+
+- **SAIM** (self-attention interaction module): after every ``BasicTransformerBlock`` each spatial token
+  of one branch attends to the same token of both branches (video-style "temporal" attention over two
+  frames) through new full-rank q/k/v/out layers, added back residually. Unlike the release we
+  zero-initialise the out projection, so an untrained SAIM reproduces the plain UNet exactly.
+- **BCM** (background compensation module): a "write" pass runs the UNet on a noised background-only
+  latent and stores each self-attention input; in the "read" pass the whole-image rows take keys and
+  values from ``(1 - a) * own + a * MLP(reference)``, with a small MLP and a learnable scalar ``a``
+  initialised to 0 (so an untrained BCM is also the identity).
+
+``DualModules`` owns the parameters (saved with ``save_pretrained`` as safetensors + config.json);
+``DualModules.attached(unet)`` installs them on a UNet for the duration of a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+BCM_MODES = ("off", "write", "read")
+
+
+@dataclass
+class DualState:
+    """Switches shared by every installed SAIM hook and BCM processor.
+
+    Attributes:
+        saim: apply SAIM after each transformer block (needs an even, pair-interleaved batch).
+        bcm: "off" (plain self-attention), "write" (store self-attention inputs of the reference pass in
+            ``bank``) or "read" (whole-image rows mix the stored reference into their keys/values).
+        bank: block name -> stored self-attention input, (R, N, C) for R reference images.
+    """
+
+    saim: bool = True
+    bcm: str = "off"
+    bank: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class SAIM(nn.Module):
+    """Cross-branch attention over the two rows of each pair, per spatial token.
+
+    Input and output: (2B, N, C) tokens, rows interleaved (whole, part). The output is the input plus a
+    residual that is exactly zero at initialisation (zero out-projection).
+    """
+
+    def __init__(self, dim: int, head_dim: int = 64) -> None:
+        super().__init__()
+        heads = max(1, dim // head_dim)
+        self.norm = nn.LayerNorm(dim)
+        self.attn = Attention(query_dim=dim, heads=heads, dim_head=dim // heads, bias=False, out_bias=True)
+        self.attn.set_processor(AttnProcessor2_0())
+        nn.init.zeros_(self.attn.to_out[0].weight)
+        nn.init.zeros_(self.attn.to_out[0].bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        rows, tokens, dim = hidden_states.shape
+        if rows % 2:
+            raise ValueError(f"SAIM needs pair-interleaved rows (whole, part), got an odd batch of {rows}")
+        # (2B, N, C) -> (B, 2, N, C) -> (B*N, 2, C): a sequence of two "frames" per token.
+        frames = hidden_states.view(rows // 2, 2, tokens, dim).permute(0, 2, 1, 3).reshape(-1, 2, dim)
+        mixed = self.attn(self.norm(frames))
+        mixed = mixed.view(rows // 2, tokens, 2, dim).permute(0, 2, 1, 3).reshape(rows, tokens, dim)
+        return hidden_states + mixed
+
+
+class BCM(nn.Module):
+    """Background compensation: the reference tokens' MLP and the mixing scalar ``a`` (starts at 0)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.alpha = nn.Parameter(torch.zeros(()))
+
+    def mix(self, own: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """``(1 - a) * own + a * MLP(reference)``; both (rows, N, C)."""
+        alpha = self.alpha.to(own.dtype)
+        return (1 - alpha) * own + alpha * self.mlp(reference.to(own.dtype))
+
+
+class BCMAttnProcessor:
+    """Self-attention processor (``attn1`` of a transformer block) that writes or reads the BCM bank.
+
+    In "read" mode rows ``2i`` (whole image) take keys/values from ``bcm.mix(own, bank[(i) % R])`` where R
+    is the number of stored references; part rows (odd) keep their own tokens. The attention itself is
+    diffusers' ``AttnProcessor2_0`` (SDPA), so LoRA layers on ``to_q/to_k/to_v/to_out`` still apply.
+    """
+
+    def __init__(self, name: str, bcm: BCM, state: DualState) -> None:
+        self.name, self.bcm, self.state = name, bcm, state
+        self.inner = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        state = self.state
+        if encoder_hidden_states is None and state.bcm == "write":
+            state.bank[self.name] = hidden_states.detach()
+        elif encoder_hidden_states is None and state.bcm == "read" and self.name in state.bank:
+            encoder_hidden_states = self._kv_source(hidden_states, state.bank[self.name])
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+
+    def _kv_source(self, own: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        rows = own.shape[0]
+        whole = torch.arange(0, rows, 2, device=own.device)
+        reference = bank[(whole // 2) % bank.shape[0]]
+        kv = own.clone()
+        kv[whole] = self.bcm.mix(own[whole], reference)
+        return kv
+
+
+def transformer_blocks(unet: nn.Module) -> list[tuple[str, BasicTransformerBlock]]:
+    """(name, block) for every ``BasicTransformerBlock`` of the UNet, in module order."""
+    return [(name, mod) for name, mod in unet.named_modules() if isinstance(mod, BasicTransformerBlock)]
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class DualModules(ModelMixin, ConfigMixin):
+    """All SAIM and BCM modules of one UNet, keyed by transformer-block name.
+
+    Args:
+        block_names: names of the UNet's ``BasicTransformerBlock`` modules.
+        block_dims: their channel counts (C of the (rows, N, C) tokens).
+        head_dim: SAIM attention head size (64 as in SD's own attention).
+    """
+
+    config_name = "dual_modules_config.json"
+
+    @register_to_config
+    def __init__(self, block_names: list[str], block_dims: list[int], head_dim: int = 64) -> None:
+        super().__init__()
+        self.saim = nn.ModuleDict({_key(n): SAIM(d, head_dim) for n, d in zip(block_names, block_dims, strict=True)})
+        self.bcm = nn.ModuleDict({_key(n): BCM(d) for n, d in zip(block_names, block_dims, strict=True)})
+        self.state = DualState()
+
+    @classmethod
+    def for_unet(cls, unet: nn.Module, head_dim: int = 64) -> DualModules:
+        """Fresh modules sized for ``unet`` (SAIM out-projection and BCM ``a`` are zero)."""
+        blocks = transformer_blocks(unet)
+        return cls([n for n, _ in blocks], [b.norm1.normalized_shape[0] for _, b in blocks], head_dim)
+
+    @contextlib.contextmanager
+    def attached(self, unet: nn.Module) -> Iterator[DualState]:
+        """Install SAIM hooks and BCM processors on ``unet``; restore the old processors on exit.
+
+        Yields:
+            the shared ``DualState``; set ``state.saim`` / ``state.bcm`` to switch the modules.
+        """
+        state = self.state
+        blocks = transformer_blocks(unet)
+        missing = [n for n, _ in blocks if _key(n) not in self.saim]
+        if missing:
+            raise ValueError(f"DualModules does not match this UNet (no modules for {missing[:3]} ...)")
+        handles, old = [], []
+        for name, block in blocks:
+            old.append((block.attn1, block.attn1.processor))
+            block.attn1.set_processor(BCMAttnProcessor(name, self.bcm[_key(name)], state))
+            handles.append(block.register_forward_hook(self._saim_hook(self.saim[_key(name)])))
+        try:
+            yield state
+        finally:
+            for handle in handles:
+                handle.remove()
+            for attn, processor in old:
+                attn.set_processor(processor)
+            state.bank.clear()
+            state.bcm = "off"
+
+    def _saim_hook(self, saim: SAIM):
+        state = self.state
+
+        def hook(module, args, output):
+            if not state.saim or state.bcm == "write":
+                return output
+            return saim(output)
+
+        return hook
+
+    def saim_parameters(self) -> list[nn.Parameter]:
+        return list(self.saim.parameters())
+
+    def bcm_parameters(self) -> list[nn.Parameter]:
+        return list(self.bcm.parameters())

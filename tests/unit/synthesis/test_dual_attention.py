@@ -1,0 +1,111 @@
+"""SAIM and BCM (DualAnoDiff, CVPR 2025) on a tiny real UNet2DConditionModel: identity at init, real
+coupling when trained, gradients to BCM's ``a`` and MLP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anogen_data.diffusion.tiny import build_tiny_components
+from anogen_data.synthesis.dual_attention import SAIM, DualModules
+
+LATENT = 8  # 16 px images through the tiny VAE: small and fast; the UNet is the real class
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return build_tiny_components(0)["unet"]
+
+
+def _inputs(pairs: int = 1, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(2 * pairs, 4, LATENT, LATENT, generator=gen)
+    embeds = torch.randn(2 * pairs, 77, 32, generator=gen)
+    return latents, torch.tensor(500), embeds
+
+
+def _randomise(modules, seed: int = 1) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in modules.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.2)
+
+
+@torch.no_grad()
+def test_untrained_saim_and_bcm_reproduce_the_plain_unet_exactly(unet):
+    latents, t, embeds = _inputs(pairs=2)
+    plain = unet(latents, t, embeds).sample
+    dual = DualModules.for_unet(unet)
+    with dual.attached(unet) as state:
+        state.bcm = "write"
+        unet(torch.randn(2, 4, LATENT, LATENT), t, embeds[0::2])
+        state.bcm = "read"
+        assert state.bank, "the write pass stored nothing"
+        with_modules = unet(latents, t, embeds).sample
+    assert torch.equal(plain, with_modules)
+    assert torch.equal(plain, unet(latents, t, embeds).sample), "processors were not restored on exit"
+
+
+@torch.no_grad()
+def test_saim_makes_the_whole_branch_depend_on_the_part_prompt(unet):
+    latents, t, embeds = _inputs()
+    other_part = embeds.clone()
+    other_part[1] = torch.randn(77, 32, generator=torch.Generator().manual_seed(5))
+    dual = DualModules.for_unet(unet)
+    for module in dual.saim.values():
+        _randomise(module)
+    with dual.attached(unet) as state:
+        on = unet(latents, t, embeds).sample[0], unet(latents, t, other_part).sample[0]
+        state.saim = False
+        off = unet(latents, t, embeds).sample[0], unet(latents, t, other_part).sample[0]
+    assert (on[0] - on[1]).abs().max() > 1e-4
+    assert torch.equal(off[0], off[1])
+
+
+def test_saim_rejects_an_odd_batch():
+    with pytest.raises(ValueError, match="odd batch"):
+        SAIM(32)(torch.zeros(3, 4, 32))
+
+
+@torch.no_grad()
+def _whole_output(unet, dual, reference: torch.Tensor) -> torch.Tensor:
+    latents, t, embeds = _inputs()
+    with dual.attached(unet) as state:
+        state.saim = False
+        state.bcm = "write"
+        unet(reference, t, embeds[0:1])
+        state.bcm = "read"
+        return unet(latents, t, embeds).sample
+
+
+def test_bcm_reads_the_background_only_when_a_is_positive(unet):
+    ref_a = torch.randn(1, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(7))
+    ref_b = torch.randn(1, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(8))
+    dual = DualModules.for_unet(unet)
+    zero_a = _whole_output(unet, dual, ref_a), _whole_output(unet, dual, ref_b)
+    assert torch.equal(zero_a[0], zero_a[1])
+    with torch.no_grad():
+        for bcm in dual.bcm.values():
+            bcm.alpha.fill_(0.5)
+    out_a, out_b = _whole_output(unet, dual, ref_a), _whole_output(unet, dual, ref_b)
+    assert (out_a[0] - out_b[0]).abs().max() > 1e-4, "whole branch ignored the background"
+    assert torch.equal(out_a[1], out_b[1]), "part branch must not read the background"
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_bcm_a_and_mlp_receive_gradients(unet, alpha):
+    latents, t, embeds = _inputs()
+    dual = DualModules.for_unet(unet)
+    with torch.no_grad():
+        for bcm in dual.bcm.values():
+            bcm.alpha.fill_(alpha)
+    with dual.attached(unet) as state:
+        state.bcm = "write"
+        with torch.no_grad():
+            unet(torch.randn(1, 4, LATENT, LATENT), t, embeds[0:1])
+        state.bcm = "read"
+        unet(latents, t, embeds).sample.square().mean().backward()
+    alpha_grads = [float(b.alpha.grad.abs()) for b in dual.bcm.values()]
+    mlp_grads = [float(p.grad.abs().sum()) for b in dual.bcm.values() for p in b.mlp.parameters()]
+    assert all(g > 0 for g in alpha_grads)
+    assert (sum(mlp_grads) > 0) == (alpha > 0)  # d out / d MLP carries the factor a
