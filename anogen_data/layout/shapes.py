@@ -85,7 +85,7 @@ def real_shape(
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.Affine(scale=(0.85, 1.15), rotate=(-30, 30), fit_output=True, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=1.0),
-            A.ElasticTransform(alpha=0.6 * side, sigma=0.12 * side, approximate=True, p=0.5),
+            A.ElasticTransform(alpha=0.6 * side, sigma=max(1.0, 0.12 * side), approximate=True, p=0.5),
         ],
         seed=int(rng.integers(2**31)),
     )
