@@ -22,9 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     """(conv3x3 -> BN -> ReLU) x 2, DRAEM's basic block."""
@@ -173,8 +170,8 @@ class DeSTSegDetector(nn.Module):
     """``destseg``: frozen teacher, denoising student, segmentation head on T*S feature products.
 
     Args:
-        teacher: a module with ``forward_features(x) -> list of (B, C_i, H/s_i, W/s_i)`` taking
-            ImageNet-normalised input; frozen here. The maps at strides 4, 8 and 16 are used.
+        teacher: a module with ``forward_features(x) -> list of (B, C_i, H/s_i, W/s_i)`` taking RGB in
+            [0, 1] (it normalises itself, as ``features.efficientnet_lite`` does); frozen here. The maps at strides 4, 8 and 16 are used.
         base_width: student width; seg_width: segmentation-head width.
 
     forward -> {"teacher": [...], "student": [...], "logits": (B, 1, H, W)}; the head sees detached
@@ -188,8 +185,6 @@ class DeSTSegDetector(nn.Module):
     def __init__(self, teacher: nn.Module, base_width: int = 32, seg_width: int = 64, image_size: int = 64):
         super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         with torch.no_grad():
             maps = self.teacher.forward_features(torch.zeros(1, 3, image_size, image_size))
         self.taps = [self._tap(maps, image_size, s) for s in self.strides]
@@ -212,7 +207,7 @@ class DeSTSegDetector(nn.Module):
 
     def teacher_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad():
-            maps = self.teacher.forward_features((x - self.mean) / self.std)
+            maps = self.teacher.forward_features(x)
         return [maps[i] for i in self.taps]
 
     def forward(self, x: torch.Tensor) -> dict:

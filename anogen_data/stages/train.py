@@ -1,0 +1,158 @@
+"""Stage ``train``: fit the bundled detector on a dataset version; write safetensors + ``model.json``.
+
+Reads ``VERSION/mvtec/<category>/train`` (good images and synthetic anomalies), the version's COCO
+``mask_quality`` flags (AnoGen weak box labels, Gui et al., ECCV 2024) and ``manifest.json`` (its
+sha256 goes into ``model.json``). Without a version, ``--synthesis perlin|cutpaste`` trains on the
+index's train/good images with on-the-fly anomalies only: the DRAEM baseline (Zavrtanik et al., ICCV
+2021). Writes ``OUT/model.safetensors`` (every weight except a frozen pretrained teacher) and
+``OUT/model.json`` (model config, letterbox canvas, dataset and manifest sha256, training curve).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from anogen_data.config import TrainConfig, config_to_dict
+from anogen_data.errors import AnogenError
+from anogen_data.files import atomic_output_dir, sha256_file, write_json
+
+MODELS = ("unet", "draem", "destseg")
+SYNTHESES = ("perlin", "cutpaste")
+FORMAT = "anogen-detector/1"
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when available, else "cpu"; anything else is returned as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def model_width(config: TrainConfig, device: str) -> int:
+    """The configured width, or the paper's 64 on GPU and 16 on CPU."""
+    return config.base_width or (64 if device.startswith("cuda") else 16)
+
+
+def load_teacher():
+    """DeSTSeg's frozen teacher: ImageNet EfficientNet-Lite0 (``anogen_data.features``)."""
+    from anogen_data.features.efficientnet_lite import load_efficientnet_lite0
+
+    return load_efficientnet_lite0(pretrained=True)
+
+
+def training_items(version: Path | None, index: Path | None, config: TrainConfig, category: str | None):
+    """(category, good items, anomaly items, dataset facts) from a version, or from an index's train role.
+
+    Raises:
+        AnogenError: neither given, a missing manifest, or an index without train/good images.
+    """
+    from anogen_data.detector.data import TrainItem, read_version
+    from anogen_data.records import read_index
+
+    if version is not None:
+        manifest = Path(version) / "manifest.json"
+        if not manifest.is_file():
+            raise AnogenError(f"{manifest} does not exist; pass a finished dataset version (anogen-data export)")
+        category, good, anomalies = read_version(Path(version), category, real_shots=config.real_shots)
+        facts = {"version": str(Path(version).resolve()), "manifest_sha256": sha256_file(manifest)}
+    elif index is not None:
+        entries = [e for e in read_index(Path(index)) if e.role == "train" and e.label == "good"]
+        if not entries:
+            raise AnogenError(f"{index} has no role 'train' good images; re-run `anogen-data index`")
+        category = category or entries[0].category
+        good, anomalies = [TrainItem(e.path) for e in entries], []
+        facts = {"version": None, "index": str(Path(index).resolve()), "index_sha256": sha256_file(Path(index))}
+    else:
+        raise AnogenError("pass a dataset version folder, or --index with --synthesis perlin|cutpaste for the baseline")
+    facts |= {
+        "n_good": len(good), "n_anomalies": len(anomalies),
+        "n_box_labels": sum(a.mask_quality == "box" for a in anomalies),
+    }
+    return category, good, anomalies, facts
+
+
+def _build_and_train(config: TrainConfig, good, anomalies, canvas, device: str, progress: bool):
+    """Seeded model init + training (fork_rng keeps the global RNG untouched); returns (model, curve)."""
+    import torch
+
+    from anogen_data.detector.data import DetectorTrainSet
+    from anogen_data.detector.model import build_model
+    from anogen_data.detector.train import DEFAULT_P_CUTOFF, train_loop
+
+    length = config.samples_per_epoch or 2 * len(good)
+    mode = "draem" if config.model == "draem" else "half"
+    dataset = DetectorTrainSet(good, anomalies, canvas, mode, config.synthesis, length, config.seed, config.augment)
+    teacher = load_teacher() if config.model == "destseg" else None
+    cutoff = DEFAULT_P_CUTOFF[config.model] if config.p_cutoff is None else config.p_cutoff
+    steps = config.epochs * max(1, length // config.batch_size)
+    with torch.random.fork_rng(devices=[]), _progress(progress, steps, config.model) as on_step:
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, model_width(config, device), min(canvas), teacher)
+        curve = train_loop(
+            model, dataset, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+            p_cutoff=cutoff, cutoff_warmup_steps=config.cutoff_warmup_steps, device=device, on_step=on_step,
+        )
+    return model, curve
+
+
+class _progress:
+    """A rich progress bar showing the loss, or a no-op callback when ``enabled`` is False."""
+
+    def __init__(self, enabled: bool, total: int, name: str):
+        self.enabled, self.total, self.name = enabled, total, name
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(*Progress.get_default_columns(), "loss {task.fields[loss]:.4f}", transient=True)
+        self.bar.start()
+        task = self.bar.add_task(f"train {self.name}", total=self.total, loss=float("nan"))
+        return lambda step, loss: self.bar.update(task, completed=step, loss=loss)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+        return False
+
+
+def run_train(
+    out: Path,
+    config: TrainConfig,
+    version: Path | None = None,
+    index: Path | None = None,
+    category: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train and write ``out/model.safetensors`` + ``out/model.json`` atomically; returns ``out``."""
+    from safetensors.torch import save_file
+
+    from anogen_data.data.image_io import image_size
+    from anogen_data.detector.data import canvas_for
+
+    if config.model not in MODELS:
+        raise AnogenError(f"unknown --model '{config.model}'; choose one of {', '.join(MODELS)}")
+    if config.synthesis not in SYNTHESES:
+        raise AnogenError(f"unknown --synthesis '{config.synthesis}'; choose one of {', '.join(SYNTHESES)}")
+    if config.image_size % 32 or config.image_size < 32:
+        raise AnogenError(f"--image-size {config.image_size} must be a positive multiple of 32 (the U-Net pools 5 times)")
+    category, good, anomalies, facts = training_items(version, index, config, category)
+    canvas = canvas_for(*image_size(Path(good[0].image)), config.image_size)
+    device = resolve_device(config.device)
+    start = time.perf_counter()
+    model, curve = _build_and_train(config, good, anomalies, canvas, device, progress)
+    seconds = time.perf_counter() - start
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("teacher.")}
+    with atomic_output_dir(Path(out), force=force) as tmp:
+        save_file(state, str(tmp / "model.safetensors"))
+        write_json(tmp / "model.json", {
+            "format": FORMAT, "model": config.model, "base_width": model_width(config, device),
+            "canvas": list(canvas), "category": category, "config": config_to_dict(config),
+            "dataset": facts, "curve": curve, "train_seconds": round(seconds, 2), "device": device,
+        })
+    return Path(out)
