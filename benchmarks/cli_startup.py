@@ -69,7 +69,8 @@ def _machine() -> str:
         torch_version = version("torch")
     except Exception:  # noqa: BLE001 - torch absent is still a valid measurement
         torch_version = "not installed"
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch_version}"
+    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch_version}{load}"
 
 
 def report(times: dict[str, list[float]]) -> str:
