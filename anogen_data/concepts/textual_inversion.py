@@ -177,6 +177,36 @@ def _batch(shots: Sequence[Shot], picks: np.ndarray, augment) -> tuple[torch.Ten
     return pixels, torch.stack(masks)
 
 
+def masked_step_loss(components, noise_scheduler, pixels: torch.Tensor, masks: torch.Tensor,
+                     captions: Sequence[str], generator: torch.Generator) -> torch.Tensor:
+    """One textual-inversion step's loss: noise the shots' latents, predict the noise, mask the MSE.
+
+    Args:
+        pixels: (B, 3, R, R) in [-1, 1]; masks: (B, R, R) {0, 255}; captions: B prompts with the token.
+        generator: CPU generator for the VAE sample, the noise and the timesteps.
+
+    Returns:
+        Scalar loss; gradients flow only into a ``TokenInjector`` hooked on the text encoder.
+    """
+    c = components
+    ids = c.tokenizer(list(captions), padding="max_length", max_length=c.tokenizer.model_max_length,
+                      truncation=True, return_tensors="pt").input_ids.to(c.device)
+    with torch.no_grad():
+        dist = c.vae.encode(pixels.to(c.device, c.dtype)).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=generator).to(c.device, c.dtype)
+        latents = (dist.mean + dist.std * eps) * c.vae.config.scaling_factor
+    noise = torch.randn(latents.shape, generator=generator).to(c.device, c.dtype)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(c.device)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    hidden = c.text_encoder(ids)[0].to(c.dtype)
+    pred = c.unet(noisy, t, hidden).sample
+    if noise_scheduler.config.prediction_type == "epsilon":
+        target = noise
+    else:
+        target = noise_scheduler.get_velocity(latents, noise, t)
+    return masked_noise_loss(pred, target, latent_mask(masks, tuple(latents.shape[-2:])).to(c.device))
+
+
 def learn_token(
     components,
     shots: Sequence[Shot],
@@ -216,25 +246,12 @@ def learn_token(
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     augment = make_augment(c.resolution, seed)
-    sf = c.vae.config.scaling_factor
     losses: list[float] = []
     try:
         for step in range(steps):
-            picks = rng.integers(0, len(shots), size=batch_size)
-            pixels, masks = _batch(shots, picks, augment)
+            pixels, masks = _batch(shots, rng.integers(0, len(shots), size=batch_size), augment)
             captions = [templates[int(j)].format(token) for j in rng.integers(0, len(templates), size=batch_size)]
-            ids = c.tokenizer(captions, padding="max_length", max_length=c.tokenizer.model_max_length,
-                              truncation=True, return_tensors="pt").input_ids.to(c.device)
-            with torch.no_grad():
-                dist = c.vae.encode(pixels.to(c.device, c.dtype)).latent_dist
-                latents = (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(c.device, c.dtype)) * sf
-            noise = torch.randn(latents.shape, generator=gen).to(c.device, c.dtype)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=gen).to(c.device)
-            noisy = noise_scheduler.add_noise(latents, noise, t)
-            hidden = c.text_encoder(ids)[0].to(c.dtype)
-            pred = c.unet(noisy, t, hidden).sample
-            target = noise if noise_scheduler.config.prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, t)
-            loss = masked_noise_loss(pred, target, latent_mask(masks, tuple(latents.shape[-2:])).to(c.device))
+            loss = masked_step_loss(c, noise_scheduler, pixels, masks, captions, gen)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
