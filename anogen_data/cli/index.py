@@ -30,7 +30,7 @@ def index_command(
             "random-k: K seeded shots (AnoGen).",
         ),
     ] = None,
-    shots: Annotated[Optional[int], typer.Option("--shots", min=1, help="K for random-k.")] = None,
+    shots: Annotated[Optional[int], typer.Option("--shots", min=1, help="K for random-k (first-third ignores it).")] = None,
     seed: SeedOpt = None,
     params: ParamsOpt = None,
     force: ForceOpt = False,
