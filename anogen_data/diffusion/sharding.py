@@ -33,16 +33,17 @@ def shard(items: Sequence[T], process_index: int, num_processes: int) -> list[T]
     return [items[i] for i in shard_indices(len(items), process_index, num_processes)]
 
 
-def merge_shards(parts: Sequence[Sequence[T]]) -> list[T]:
+def merge_shards(parts: Sequence[Sequence[T]], total: int | None = None) -> list[T]:
     """Interleave per-process results back into the original order (the inverse of :func:`shard`).
 
-    ``parts[p]`` holds the results of process p, in its shard's order.
+    ``parts[p]`` holds the results of process p, in its shard's order; ``total`` is the number of
+    layouts (default: the sum of the part lengths).
 
     Raises:
         AnogenError: the part lengths cannot come from sharding one list (a process lost results).
     """
     k = len(parts)
-    total = sum(len(p) for p in parts)
+    total = sum(len(p) for p in parts) if total is None else total
     for p, part in enumerate(parts):
         if len(part) != len(shard_indices(total, p, k)):
             raise AnogenError(
