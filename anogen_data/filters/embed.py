@@ -10,6 +10,7 @@ features are ReLU6 outputs).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -53,6 +54,12 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return crop(image, (0, 0, image.shape[1], image.shape[0]), size)
 
 
+@lru_cache(maxsize=2)
+def shared_backbone(pretrained: bool = True):
+    """One frozen EfficientNet-Lite0 per process (eval mode, no gradients: safe to share)."""
+    return load_efficientnet_lite0(pretrained=pretrained)
+
+
 class Embedder:
     """Batched, L2-normalised EfficientNet-Lite0 embeddings of uint8 RGB crops.
 
@@ -62,7 +69,7 @@ class Embedder:
     """
 
     def __init__(self, batch_size: int = 16, pretrained: bool = True):
-        self.model = load_efficientnet_lite0(pretrained=pretrained)
+        self.model = shared_backbone(pretrained)
         self.batch_size = batch_size
 
     @torch.inference_mode()

@@ -18,6 +18,7 @@ import numpy as np
 
 from anogen_data.config import FilterConfig
 from anogen_data.data.image_io import read_image, read_mask
+from anogen_data.errors import AnogenError
 from anogen_data.filters.change import agreement_scores
 from anogen_data.filters.duplicates import near_duplicates
 from anogen_data.filters.embed import Embedder, crop
@@ -55,13 +56,16 @@ def resolve(path: str, base: Path) -> Path:
 
 def load_sample(record: SynthRecord, records_dir: Path) -> LoadedSample:
     """Read a record's image, its source and its mask (``extra["refined_mask_path"]`` when present)."""
-    mask_path = record.extra.get("refined_mask_path") or record.mask_path
-    return LoadedSample(
-        record,
-        read_image(resolve(record.image_path, records_dir)),
-        read_image(resolve(record.source_path, records_dir)),
-        read_mask(resolve(mask_path, records_dir)),
-    )
+    mask_path = resolve(record.extra.get("refined_mask_path") or record.mask_path, records_dir)
+    image_path = resolve(record.image_path, records_dir)
+    image, source = read_image(image_path), read_image(resolve(record.source_path, records_dir))
+    mask = read_mask(mask_path)
+    if image.shape != source.shape or mask.shape != image.shape[:2]:
+        raise AnogenError(
+            f"{image_path}: image {image.shape[:2]}, mask {mask.shape} and source {source.shape[:2]} differ in "
+            f"size; re-run `anogen-data generate` (outputs keep the source size)"
+        )
+    return LoadedSample(record, image, source, mask)
 
 
 def reasons_for(scores: dict[str, float], config: FilterConfig) -> list[str]:
