@@ -168,10 +168,13 @@ def build_tiny_components(seed: int = 0) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    import torch
+
     state = _tiny_state(seed)
-    unet = UNet2DConditionModel(**TINY_UNET)
-    vae = AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    with torch.random.fork_rng(devices=[]):  # the throw-away init must not consume the global RNG
+        unet = UNet2DConditionModel(**TINY_UNET)
+        vae = AutoencoderKL(**TINY_VAE)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
     for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
         module.load_state_dict(state[name])
         module.eval()
