@@ -37,6 +37,8 @@ def atomic_output_dir(final: Path, *, force: bool = False) -> Iterator[Path]:
         raise AnogenError(f"cannot write to {final.parent}: {exc.strerror}; choose a writable --out") from exc
     try:
         yield tmp
+        if final.exists() and not force:  # appeared while we wrote (a concurrent run): never replace it
+            raise AnogenError(f"{final} was created by another run while this one wrote; nothing was replaced")
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             final.rename(old)

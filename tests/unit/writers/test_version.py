@@ -171,3 +171,19 @@ def test_copied_and_reencoded_pngs_hold_the_same_pixels(inputs, tmp_path):
         other = encoded / path.relative_to(copied)
         reader = read_mask if path.name.endswith("_mask.png") else read_image
         np.testing.assert_array_equal(reader(path), reader(other))
+
+
+def test_a_version_created_by_a_concurrent_run_is_not_replaced(inputs, tmp_path):
+    out = tmp_path / "out"
+
+    def records_while_another_run_finishes():
+        yield inputs.records[0]
+        (out / "widget" / "v1").mkdir()  # the other run renames its v1 into place now
+        (out / "widget" / "v1" / "theirs.txt").write_text("theirs")
+        yield inputs.records[1]
+
+    with pytest.raises(AnogenError, match="created by another run"):
+        write_version(out, "widget", category="widget", index=inputs.index,
+                      records=records_while_another_run_finishes(), records_dir=inputs.records_dir)
+    assert [p.name for p in (out / "widget" / "v1").iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in (out / "widget").iterdir()) == ["v1"]
