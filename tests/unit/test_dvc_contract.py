@@ -136,8 +136,9 @@ def _is_path_param(param) -> bool:
 def _declared(stage) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
     wdir = Path(stage.wdir)
 
-    def rel(item):
-        return PurePosixPath(Path(item.fs_path).relative_to(wdir).as_posix())
+    def rel(item):  # relative to the pipeline folder; external data roots stay absolute
+        path = Path(item.fs_path)
+        return PurePosixPath((path.relative_to(wdir) if path.is_relative_to(wdir) else path).as_posix())
 
     deps = [rel(d) for d in stage.deps if not hasattr(d, "params")]
     return deps, [rel(o) for o in stage.outs]
@@ -207,8 +208,10 @@ def test_cmd_paths_are_declared(pipeline, stage):
             continue
         path = PurePosixPath(value)
         covered = any(path == d or d in path.parents for d in deps + outs)
-        if name == "out":
+        if name == "out":  # an output root: export writes ROOT/NAME/vN
             covered = covered or any(path in o.parents for o in outs)
+        if name == "data":  # a data root: the stage reads ROOT/<category>
+            covered = covered or any(path in d.parents for d in deps)
         assert covered, f"{pipeline}: {stage.name} uses {value} ({'--' + name}) but declares it in neither deps nor outs"
 
 
