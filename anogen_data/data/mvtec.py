@@ -73,8 +73,7 @@ def _pair_masks(defect: str, images: list[Path], gt_folder: Path) -> dict[Path, 
     by_name = {m.name: m for m in masks}
     pairs: dict[Path, Path] = {}
     for image in images:
-        candidates = [f"{image.stem}_mask{s}" for s in (".png", *IMAGE_SUFFIXES)]
-        candidates += [f"{image.stem}{s}" for s in (".png", *IMAGE_SUFFIXES)]
+        candidates = [f"{image.stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{image.stem}{s}" for s in IMAGE_SUFFIXES]
         found = next((by_name[c] for c in candidates if c in by_name), None)
         if found is None:
             raise AnogenError(
