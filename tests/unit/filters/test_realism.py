@@ -1,0 +1,40 @@
+"""Realism scores with the pretrained backbone on tiny hand-made crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anogen_data.filters.embed import Embedder
+from anogen_data.filters.realism import realism_scores, reference_embeddings
+from anogen_data.records import read_index
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder(batch_size=8)
+
+
+def test_embeddings_are_unit_length_and_deterministic(embedder):
+    crops = [np.random.default_rng(i).integers(0, 256, (64, 64, 3), np.uint8) for i in range(3)]
+    first, second = embedder(crops), embedder(crops)
+    assert first.shape == (3, 1280) and np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(first, second)
+
+
+def test_a_copy_of_a_learn_shot_is_at_distance_zero_and_surface_is_far(scene, embedder):
+    refs = reference_embeddings([e for e in read_index(scene.index) if e.role == "learn"], embedder,
+                                size=64, pad=0.25, min_side=32)
+    assert list(refs) == ["spot"] and refs["spot"].shape == (2, 1280)
+    shot = refs["spot"][0]
+    scores = realism_scores(shot, shot, refs["spot"])
+    assert scores["defect_distance"] == pytest.approx(0.0, abs=1e-5)
+    assert scores["good_distance"] == pytest.approx(0.0, abs=1e-5)  # unchanged surface: no defect
+    plain = embedder([np.full((64, 64, 3), (200, 190, 170), np.uint8)])[0]
+    far = realism_scores(plain, shot, refs["spot"])
+    assert far["defect_distance"] > 0.05 and far["good_distance"] > 0.05
+
+
+def test_types_without_learn_shots_skip_defect_distance(embedder):
+    vector = embedder([np.zeros((32, 32, 3), np.uint8)])[0]
+    assert set(realism_scores(vector, vector, None)) == {"good_distance"}
