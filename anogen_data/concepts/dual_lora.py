@@ -238,6 +238,15 @@ def train_dual_lora(
     return losses
 
 
+@torch.no_grad()
+def fixed_loss(components, dual: DualModules, shots, backgrounds, options: DualTrainOptions, seed: int = 1234) -> float:
+    """The training loss on one batch drawn with ``seed`` (same draw every call): before/after comparisons."""
+    text_encoder = components.text_encoder if options.train_text_encoder else None
+    with dual.attached(components.unet) as state:
+        gen = torch.Generator().manual_seed(seed)
+        return float(_train_step(components, text_encoder, state, shots, backgrounds, options, gen))
+
+
 def _train_step(components, text_encoder, state, shots, backgrounds, options, gen) -> torch.Tensor:
     """One joint step: both branches at the same timestep, BCM write pass, read pass, summed MSE."""
     unet, vae, scheduler, device = components.unet, components.vae, components.scheduler, components.device
@@ -253,7 +262,7 @@ def _train_step(components, text_encoder, state, shots, backgrounds, options, ge
     timesteps = t_pairs.repeat_interleave(2)  # both branches of a pair share the timestep
     noisy = scheduler.add_noise(latents, noise, timesteps).to(unet.dtype)
     prompt_adapters = [WHOLE, PART] if text_encoder is not None else None
-    with torch.set_grad_enabled(text_encoder is not None):
+    with torch.set_grad_enabled(torch.is_grad_enabled() and text_encoder is not None):
         embeds = encode_prompts(components.text_encoder, components.tokenizer,
                                 [options.whole_prompt, options.part_prompt], prompt_adapters)
     embeds = embeds.repeat(pairs, 1, 1)  # (2B, 77, D), rows (whole, part) per pair

@@ -12,6 +12,15 @@ from anogen_data.synthesis.dual_attention import SAIM, DualModules
 LATENT = 8  # 16 px images through the tiny VAE: small and fast; the UNet is the real class
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread beats two on this shared 2-core box (no spin-waiting)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def unet():
     return build_tiny_components(0)["unet"]

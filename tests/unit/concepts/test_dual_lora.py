@@ -1,0 +1,141 @@
+"""DualAnoDiff dual-branch LoRA (CVPR 2025): rows pick their branch's adapter, a tiny overfit lowers the
+loss and changes only LoRA/SAIM/BCM, and the saved files load with diffusers' ``load_lora_weights``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anogen_data.concepts.dual_lora import (
+    PART, WHOLE, DualTrainOptions, add_branch_adapters, branch_adapters, encode_prompts, fixed_loss,
+    load_dual_concept, lora_weight_name, save_dual_concept, shot_tensors, to_tensor, train_dual_lora,
+)
+from anogen_data.diffusion.loading import load_components
+from anogen_data.synthesis.dual_attention import DualModules
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread beats two on this shared 2-core box (no spin-waiting)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _shots(size: int, count: int = 2):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+    masks = []
+    for i in range(count):
+        mask = np.zeros((size, size), np.uint8)
+        mask[size // 4 + i : size // 2 + i, size // 4 : size // 2 + 2] = 255
+        masks.append(mask)
+    return images, masks
+
+
+def _randomise_lora(*models, seed: int = 3) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for model in models:
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+
+
+def test_shot_tensors_put_the_part_on_black_inside_the_mask():
+    images, masks = _shots(16, 1)
+    stacked = shot_tensors(images, masks, 16)
+    assert stacked.shape == (1, 7, 16, 16)
+    inside = torch.from_numpy(masks[0] > 0)
+    assert torch.equal(stacked[0, 3:6][:, inside], stacked[0, 0:3][:, inside])
+    assert (stacked[0, 3:6][:, ~inside] == -1).all() and set(stacked[0, 6].unique().tolist()) == {-1.0, 1.0}
+
+
+@torch.no_grad()
+def test_each_row_uses_its_own_branch_adapter():
+    parts = load_components("tiny", device="cpu")
+    unet = parts.unet
+    add_branch_adapters(unet, None, rank=4)
+    _randomise_lora(unet)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    embeds = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(1))
+    with branch_adapters(unet, [WHOLE, PART]):
+        mixed = unet(latents, 10, embeds).sample
+    singles = []
+    for row, branch in enumerate((WHOLE, PART)):
+        unet.set_adapters(branch)
+        singles.append(unet(latents[row : row + 1], 10, embeds[row : row + 1]).sample[0])
+    torch.testing.assert_close(mixed[0], singles[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mixed[1], singles[1], atol=1e-5, rtol=1e-5)
+    assert (singles[0] - singles[1]).abs().max() > 1e-3  # the adapters really differ
+
+
+def _frozen_snapshot(parts) -> dict[str, torch.Tensor]:
+    snap = {}
+    for prefix, model in (("unet", parts.unet), ("vae", parts.vae), ("te", parts.text_encoder)):
+        for name, param in model.named_parameters():
+            if "lora_" not in name:
+                snap[f"{prefix}.{name}"] = param.detach().clone()
+    return snap
+
+
+@pytest.mark.parametrize(
+    "size,steps,pairs,text_lora",
+    [
+        pytest.param(16, 8, 1, False, id="fast-16px"),
+        pytest.param(64, 30, 2, True, id="issue-64px-30-steps", marks=pytest.mark.slow),
+    ],
+)
+def test_tiny_overfit_lowers_the_loss_and_trains_only_lora_saim_bcm(size, steps, pairs, text_lora):
+    parts = load_components("tiny", device="cpu")
+    images, masks = _shots(size)
+    shots, backgrounds = shot_tensors(images, masks, size), to_tensor(images, size)
+    options = DualTrainOptions(steps=steps, batch_size=pairs, lr=1e-2, rank=4, train_text_encoder=text_lora)
+    add_branch_adapters(parts.unet, parts.text_encoder if text_lora else None, options.rank)
+    dual = DualModules.for_unet(parts.unet)
+    dual_before = {k: v.clone() for k, v in dual.state_dict().items()}
+    lora_before = {n: p.detach().clone() for n, p in parts.unet.named_parameters() if "lora_" in n}
+    frozen = _frozen_snapshot(parts)
+    before = fixed_loss(parts, dual, shots, backgrounds, options)
+    losses = train_dual_lora(parts, dual, shots, backgrounds, options)
+    after = fixed_loss(parts, dual, shots, backgrounds, options)
+    assert len(losses) == steps and after < before
+    for key, value in _frozen_snapshot(parts).items():
+        assert torch.equal(value, frozen[key]), f"frozen weight {key} changed"
+    assert any(not torch.equal(p, lora_before[n]) for n, p in parts.unet.named_parameters() if "lora_B" in n)
+    changed = {k for k, v in dual.state_dict().items() if not torch.equal(v, dual_before[k])}
+    assert any(".alpha" in k for k in changed) and any("saim" in k and "to_out" in k for k in changed)
+
+
+def test_saved_branch_loras_load_with_diffusers_load_lora_weights(tmp_path):
+    from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
+
+    trained = load_components("tiny", device="cpu")
+    add_branch_adapters(trained.unet, trained.text_encoder, rank=4)
+    _randomise_lora(trained.unet, trained.text_encoder)
+    dual = DualModules.for_unet(trained.unet)
+    with torch.no_grad():
+        next(iter(dual.bcm.values())).alpha.fill_(0.25)
+    written = save_dual_concept(tmp_path, trained.unet, trained.text_encoder, dual)
+    assert {lora_weight_name(WHOLE), lora_weight_name(PART)} <= {p.name for p in tmp_path.iterdir()}
+    assert written[-1] == "dual_modules" and (tmp_path / "dual_modules").is_dir()
+
+    fresh = load_components("tiny", device="cpu")
+    pipe = DualAnoDiffPipeline(fresh.vae, fresh.text_encoder, fresh.tokenizer, fresh.unet, fresh.scheduler,
+                               DualModules.for_unet(fresh.unet))
+    whole, part, loaded_dual = load_dual_concept(pipe, tmp_path, prefix="scratch_")
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    embeds = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        with branch_adapters(trained.unet, [WHOLE, PART]):
+            expected = trained.unet(latents, 10, embeds).sample
+        with branch_adapters(pipe.unet, [whole, part]):
+            got = pipe.unet(latents, 10, embeds).sample
+        text_expected = encode_prompts(trained.text_encoder, trained.tokenizer, ["a vfx with sks", "sks"], [WHOLE, PART])
+        text_got = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["a vfx with sks", "sks"], [whole, part])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(text_got, text_expected, atol=1e-5, rtol=1e-5)
+    for key, value in dual.state_dict().items():
+        assert torch.equal(loaded_dual.state_dict()[key], value), key
