@@ -70,10 +70,11 @@ def _pair_masks(defect: str, images: list[Path], gt_folder: Path) -> dict[Path, 
         AnogenError: an image without a mask, or a mask without an image.
     """
     masks = _images_in(gt_folder) if gt_folder.is_dir() else []
-    by_name = {m.name: m for m in masks}
+    by_name = {m.name.lower(): m for m in masks}  # suffixes match case-insensitively (.PNG, .Png)
     pairs: dict[Path, Path] = {}
     for image in images:
-        candidates = [f"{image.stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{image.stem}{s}" for s in IMAGE_SUFFIXES]
+        stem = image.stem.lower()
+        candidates = [f"{stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{stem}{s}" for s in IMAGE_SUFFIXES]
         found = next((by_name[c] for c in candidates if c in by_name), None)
         if found is None:
             raise AnogenError(
@@ -82,9 +83,9 @@ def _pair_masks(defect: str, images: list[Path], gt_folder: Path) -> dict[Path, 
             )
         pairs[image] = found
     used = set(pairs.values())
-    image_stems = {i.stem for i in images}
+    image_stems = {i.stem.lower() for i in images}
     for mask in masks:
-        if mask not in used and _mask_stem(mask) not in image_stems and mask.stem not in image_stems:
+        if mask not in used and _mask_stem(mask).lower() not in image_stems and mask.stem.lower() not in image_stems:
             raise AnogenError(
                 f"{mask} is a mask without an image: no {defect}/{_mask_stem(mask)}.* in train/ or test/; "
                 "add the image or remove the mask"

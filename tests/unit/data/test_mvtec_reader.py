@@ -41,6 +41,8 @@ def test_reads_variants_jpg_bmp_gray_16bit_and_stem_masks(tmp_path):
     gray = rng.integers(0, 256, (30, 20), np.uint8)
     cv2.imwrite(str(cat / "train/good/a.jpg"), gray)
     cv2.imwrite(str(cat / "train/good/b.bmp"), cv2.merge([gray, gray, gray]))
+    cv2.imwrite(str(cat / "test/dent/02.png"), gray)
+    cv2.imwrite(str(cat / "ground_truth/dent/02_mask.PNG"), np.full((30, 20), 255, np.uint8))  # upper-case suffix
     cv2.imwrite(str(cat / "test/good/c.png"), (gray.astype(np.uint16) * 257))  # 16-bit gray
     cv2.imwrite(str(cat / "test/dent/01.jpg"), gray)
     mask = np.zeros((30, 20), np.uint8)
@@ -48,9 +50,10 @@ def test_reads_variants_jpg_bmp_gray_16bit_and_stem_masks(tmp_path):
     mask[5:10, 10:12] = 100  # below: not defect
     cv2.imwrite(str(cat / "ground_truth/dent/01.png"), mask)  # <stem>.png, no _mask suffix
     samples = load_category(tmp_path, "var")
-    assert _counts(samples) == {("train", "good"): 2, ("test", "good"): 1, ("test", "dent"): 1}
+    assert _counts(samples) == {("train", "good"): 2, ("test", "good"): 1, ("test", "dent"): 2}
     assert all((s.width, s.height) == (20, 30) for s in samples)
-    anomaly = samples[-1]
+    assert samples[-1].mask_path.endswith("02_mask.PNG")
+    anomaly = samples[-2]
     assert anomaly.mask_path.endswith("ground_truth/dent/01.png")
     assert read_image(samples[2].path).dtype == np.uint8 and read_image(samples[2].path).shape == (30, 20, 3)
     m = read_mask(anomaly.mask_path)
