@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from anogen_data.data.image_io import write_png
+from anogen_data.errors import AnogenError
 
 CATEGORY = "demo"
 DEFECTS = ("scratch", "spot", "crack")
@@ -183,8 +184,13 @@ def demo_root(cache: Path | None = None) -> Path:
     final = base / f"demo-v{DEMO_VERSION}"
     if (final / CATEGORY / "README.txt").is_file():
         return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=base))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=base))
+    except OSError as exc:
+        raise AnogenError(
+            f"cannot write the demo category into {base} ({exc.strerror}); set ANOGEN_CACHE to a writable folder"
+        ) from exc
     try:
         render_demo(tmp)
         os.rename(tmp, final)

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from anogen_data.data.demo import demo_root, render_demo, render_image, render_pair
 from anogen_data.data.image_io import read_image, read_mask
@@ -60,3 +61,12 @@ def test_demo_root_renders_once_into_the_cache(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.name]  # no temp folder left
     assert read_image(first / "demo/test/spot/000.png").shape == (32, 32, 3)
     assert read_mask(first / "demo/ground_truth/spot/000_mask.png").max() == 255
+
+
+def test_unwritable_cache_is_a_user_error(tmp_path):
+    from anogen_data.errors import AnogenError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(AnogenError, match="set ANOGEN_CACHE to a writable folder"):
+        demo_root(blocker / "cache")
