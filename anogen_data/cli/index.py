@@ -30,7 +30,9 @@ def index_command(
             "random-k: K seeded shots (AnoGen).",
         ),
     ] = None,
-    shots: Annotated[Optional[int], typer.Option("--shots", min=1, help="K for random-k (first-third ignores it).")] = None,
+    shots: Annotated[
+        Optional[int], typer.Option("--shots", min=1, help="K for random-k (first-third ignores it).")
+    ] = None,
     seed: SeedOpt = None,
     params: ParamsOpt = None,
     force: ForceOpt = False,
@@ -64,7 +66,8 @@ def _print_summary(path, config) -> None:
     from anogen_data.data.split import role_counts
     from anogen_data.records import read_index
 
-    table = Table(title=f"{config.category}: {config.protocol}" + (f" K={config.shots}" if config.protocol == "random-k" else ""))
+    shots = f" K={config.shots} seed={config.seed}" if config.protocol == "random-k" else ""
+    table = Table(title=f"{config.category}: {config.protocol}{shots}")
     for name in ("defect type", "train", "learn", "eval"):
         table.add_column(name, justify="left" if name == "defect type" else "right")
     for defect, counts in role_counts(read_index(path)).items():
