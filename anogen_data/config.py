@@ -67,6 +67,16 @@ class LearnConfig:
     anogen_lr: float = 5e-3  # base lr per sample (textual inversion's base_learning_rate)
     anogen_scale_lr: bool = True  # lr = base lr x batch size, as AnoGen / textual inversion do
     anogen_init_word: str = "defect"  # the new token starts from this word's embedding (AnoGen)
+    dualanodiff_steps: int = 5000  # DualAnoDiff's released step count
+    dualanodiff_batch_size: int = 4  # pairs per step, as released (a pair = whole + part image)
+    dualanodiff_lr: float = 2e-5  # released constant learning rate
+    dualanodiff_rank: int = 32  # released LoRA rank, per branch
+    dualanodiff_train_text_encoder: bool = True  # the release also puts LoRA on the text encoder
+    dualanodiff_whole_prompt: str = "a vfx with sks"  # released nested prompt of the whole-image branch
+    dualanodiff_part_prompt: str = "sks"  # released prompt of the anomaly-part branch
+    dualanodiff_resolution: int = 0  # 0: the model's native side (512 for SD-1.5)
+    dualanodiff_gradient_checkpointing: bool = False  # saves activation memory (24 GB GPUs) at ~30% speed
+    dualanodiff_8bit_adam: bool = False  # bitsandbytes AdamW8bit when installed (24 GB GPUs)
 
 
 @dataclass(frozen=True)

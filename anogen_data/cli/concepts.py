@@ -47,6 +47,8 @@ def learn_command(
       anogen-data concepts learn --method anogen --index runs/demo/index/index.jsonl --out runs/demo/concepts --model tiny --steps 30
 
       anogen-data concepts learn --method anogen --index idx.jsonl --out c --model /models/sd15 --shots 3 --dtype bf16
+
+      anogen-data concepts learn --method dualanodiff --index runs/demo/index/index.jsonl --out runs/demo/dual --model tiny --steps 20
     """
     from anogen_data.config import LearnConfig, resolve_config
     from anogen_data.stages.learn import LEARNERS, run_learn

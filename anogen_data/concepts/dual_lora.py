@@ -214,11 +214,11 @@ def train_dual_lora(
     """
     unet, vae, scheduler = components.unet, components.vae, components.scheduler
     text_encoder = components.text_encoder if options.train_text_encoder else None
-    if not getattr(unet, "_hf_peft_config_loaded", False):
+    if WHOLE not in getattr(unet, "peft_config", {}):
         add_branch_adapters(unet, text_encoder, options.rank)
     if options.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    dual.to(components.device, torch.float32).train()
+    dual.place(components.device, torch.float32).train()
     params = trainable_parameters(unet, text_encoder, dual)
     for param in params:  # LoRA/SAIM/BCM train in fp32 even when the frozen model is half precision
         param.data = param.data.float()
@@ -303,6 +303,40 @@ def save_dual_concept(folder: Path, unet, text_encoder, dual: DualModules) -> li
         names.append(lora_weight_name(branch))
     dual.save_pretrained(folder / "dual_modules")
     return names + ["dual_modules"]
+
+
+def learn_dual_concept(components, images, masks, options: DualTrainOptions, folder: Path, on_step=None) -> dict:
+    """Train and save one defect type's concept into ``folder``; returns the facts for concept.json.
+
+    BCM's references are the learn shots themselves with their foreground removed (the layout issue's
+    foreground estimate, then inpainting), so the module learns to keep the real background. The
+    branch adapters are removed from the shared model afterwards, so the next defect type starts fresh.
+
+    Args:
+        images: uint8 (H, W, 3) learn shots; masks: uint8 (H, W), 255 = defect.
+    """
+    from anogen_data.layout.foreground import estimate_foreground
+    from anogen_data.synthesis.dualanodiff import background_only
+
+    size = options.resolution or components.resolution
+    shots = shot_tensors(images, masks, size)
+    backgrounds = to_tensor([background_only(im, fg) for im, fg in zip(images, estimate_foreground(images), strict=True)], size)
+    text_encoder = components.text_encoder if options.train_text_encoder else None
+    add_branch_adapters(components.unet, text_encoder, options.rank)
+    dual = DualModules.for_unet(components.unet)
+    try:
+        losses = train_dual_lora(components, dual, shots, backgrounds, options, on_step)
+        files = save_dual_concept(folder, components.unet, text_encoder, dual)
+    finally:
+        components.unet.delete_adapters(list(BRANCHES))
+        if text_encoder is not None:
+            text_encoder.delete_adapter(list(BRANCHES))
+    return {
+        "weights": files, "adapters": list(BRANCHES), "whole_prompt": options.whole_prompt,
+        "part_prompt": options.part_prompt, "rank": options.rank, "steps": options.steps,
+        "batch_size": options.batch_size, "lr": options.lr, "resolution": size,
+        "train_text_encoder": options.train_text_encoder, "loss_curve": [round(x, 6) for x in losses],
+    }
 
 
 def load_dual_concept(pipe, folder: Path, prefix: str = "") -> tuple[str, str, DualModules]:

@@ -25,6 +25,7 @@ from anogen_data.records import IndexEntry
 # method -> "module:function"; a learner is (components, shots, defect_type, config, folder, on_step) -> dict
 LEARNERS: dict[str, str] = {
     "anogen": "anogen_data.stages.learn:learn_anogen",
+    "dualanodiff": "anogen_data.stages.learn:learn_dualanodiff",
 }
 
 
@@ -96,6 +97,21 @@ def learn_anogen(components, shots, defect_type: str, config: LearnConfig, folde
         "lr": lr,
         "loss_curve": [round(x, 6) for x in learned.losses],
     }
+
+
+def learn_dualanodiff(components, shots, defect_type: str, config: LearnConfig, folder: Path, on_step) -> dict:
+    """DualAnoDiff for one defect type: both branch LoRAs + SAIM/BCM into ``folder``; returns concept facts."""
+    from anogen_data.concepts.dual_lora import DualTrainOptions, learn_dual_concept
+
+    options = DualTrainOptions(
+        steps=config.dualanodiff_steps, batch_size=config.dualanodiff_batch_size, lr=config.dualanodiff_lr,
+        rank=config.dualanodiff_rank, train_text_encoder=config.dualanodiff_train_text_encoder,
+        whole_prompt=config.dualanodiff_whole_prompt, part_prompt=config.dualanodiff_part_prompt,
+        resolution=config.dualanodiff_resolution or None,
+        gradient_checkpointing=config.dualanodiff_gradient_checkpointing,
+        use_8bit_adam=config.dualanodiff_8bit_adam, seed=config.seed,
+    )
+    return learn_dual_concept(components, [s.image for s in shots], [s.mask for s in shots], options, folder, on_step)
 
 
 def run_learn(config: LearnConfig, index_path: Path, out: Path, *, force: bool = False) -> Path:

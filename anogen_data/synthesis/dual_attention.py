@@ -192,6 +192,10 @@ class DualModules(ModelMixin, ConfigMixin):
 
         return hook
 
+    def place(self, device=None, dtype=None) -> DualModules:
+        """Move/cast like ``nn.Module.to`` (ModelMixin.to warns about fp32 modules we do not have)."""
+        return nn.Module.to(self, device=device, dtype=dtype)
+
     def saim_parameters(self) -> list[nn.Parameter]:
         return list(self.saim.parameters())
 

@@ -233,7 +233,7 @@ class DualAnoDiffBackend(Backend):
             from anogen_data.diffusion.loading import load_components
 
             parts = load_components(self.context.model or "tiny", device=self.context.device, dtype=self.context.dtype)
-            dual = DualModules.for_unet(parts.unet).to(parts.device, parts.dtype)
+            dual = DualModules.for_unet(parts.unet).place(parts.device, parts.dtype)
             self._pipe = DualAnoDiffPipeline(parts.vae, parts.text_encoder, parts.tokenizer, parts.unet,
                                              parts.scheduler, dual)
             self._pipe.set_progress_bar_config(disable=True)
