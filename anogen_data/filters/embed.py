@@ -73,13 +73,15 @@ class Embedder:
         self.batch_size = batch_size
 
     @torch.inference_mode()
-    def __call__(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """float32 (N, 1280), rows of unit length, for N uint8 (S, S, 3) crops (one size per call)."""
+    def __call__(self, crops: Sequence[np.ndarray], normalize: bool = True) -> np.ndarray:
+        """float32 (N, 1280) for N uint8 (S, S, 3) crops (one size per call): rows of unit length, or the
+        raw pooled features (>= 0, as KID expects them) when ``normalize`` is False."""
         if len(crops) == 0:
             return np.zeros((0, 1280), np.float32)
         out = []
         for start in range(0, len(crops), self.batch_size):
             batch = torch.from_numpy(np.stack(crops[start:start + self.batch_size]))
             batch = batch.permute(0, 3, 1, 2).float().div_(255)
-            out.append(torch.nn.functional.normalize(self.model.embed(batch), dim=1))
+            features = self.model.embed(batch)
+            out.append(torch.nn.functional.normalize(features, dim=1) if normalize else features)
         return torch.cat(out).numpy()

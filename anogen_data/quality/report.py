@@ -41,7 +41,8 @@ class Item:
 
 @dataclass
 class FeatureSet:
-    """Unit-length embeddings float (N, 1280) of one defect type, and per-sample agreement scores."""
+    """Raw pooled embeddings (1280,) per sample of one defect type (KID uses them unscaled, as KID on
+    Inception features does; diversity normalises them), and per-sample agreement scores."""
 
     image: list[np.ndarray] = field(default_factory=list)
     defect: list[np.ndarray] = field(default_factory=list)
@@ -67,8 +68,8 @@ def measure(items: Sequence[Item], embedder: Embedder, cfg: QualityConfig, progr
     for start in range(0, len(items), cfg.batch_size):
         chunk = items[start:start + cfg.batch_size]
         prepared = [_prepare(item, cfg) for item in chunk]
-        images = embedder([p[0] for p in prepared])
-        defects = embedder([p[1] for p in prepared])
+        images = embedder([p[0] for p in prepared], normalize=False)
+        defects = embedder([p[1] for p in prepared], normalize=False)
         for i, (item, (_, _, agreement)) in enumerate(zip(chunk, prepared)):
             target = sets.setdefault(item.defect_type, FeatureSet())
             target.image.append(images[i])

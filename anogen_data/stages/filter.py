@@ -80,7 +80,9 @@ def run_filter(config: FilterConfig, records_file: Path, index_file: Path, out: 
     Raises:
         AnogenError: missing/empty inputs, ids repeated, an image that does not match its source.
     """
-    records_file = Path(records_file)
+    records_file, out = Path(records_file), Path(out)
+    if out.exists() and not force:
+        raise AnogenError(f"{out} already exists; choose another --out or pass --force")
     records = read_records(records_file)
     if not records:
         raise AnogenError(f"{records_file} holds no records; run `anogen-data generate --no-export` first")
@@ -90,7 +92,7 @@ def run_filter(config: FilterConfig, records_file: Path, index_file: Path, out: 
     entries = load_index_entries(Path(index_file))
     rows = score_records(records, records_file.parent, entries, config, progress=progress)
     stats = pass_rates(rows)
-    with atomic_output_dir(Path(out), force=force) as tmp:
+    with atomic_output_dir(out, force=force) as tmp:
         write_jsonl(tmp / "scores.jsonl", rows)
         write_json(tmp / "filter_stats.json", stats)
         write_config(config, tmp)
