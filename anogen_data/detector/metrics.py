@@ -5,9 +5,10 @@ Detection Dataset"): for each threshold, PRO = mean over ground-truth connected 
 of the region above the threshold, against the false-positive rate over all normal pixels; the area
 under that curve up to FPR 0.3, divided by 0.3 (so a perfect detector scores 1.0).
 
-Our AUPRO sorts all pixel scores once and gives each anomalous pixel the weight 1 / (its region's size
-x number of regions): the cumulative sum of those weights in descending-score order IS the PRO curve,
-and the cumulative count of normal pixels is the FPR curve. No per-threshold labelling, no loops.
+Our AUPRO gives each anomalous pixel the weight 1 / (its region's size x number of regions): their
+cumulative sum in descending-score order IS the PRO curve, and the count of normal pixels above a score
+is the FPR. Only the anomalous pixels are sorted; normal ones are partitioned at the FPR limit and
+looked up (see :func:`aupro`). No per-threshold labelling, no loops over thresholds or regions.
 
 Conventions: score maps are float (H, W), higher = more anomalous, any range; masks are (H, W) with
 nonzero (255) = defect. Maps of one call may differ in size (e.g. letterboxed non-square images cropped
@@ -58,24 +59,31 @@ def binary_metrics(scores, target) -> dict[str, float]:
     }
 
 
-def _region_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
-    """Per-pixel weight 1/|region| for anomalous pixels (0 for normal), flattened over all maps."""
+def _anomalous_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(is-anomalous flags over all pixels, weight 1/|region| per anomalous pixel in the same order, #regions)."""
     from scipy import ndimage
 
-    weights = []
-    regions = 0
+    flags, weights, regions = [], [], 0
     for mask in masks:
-        labels, count = ndimage.label(np.asarray(mask) > 0)
-        sizes = np.bincount(labels.ravel(), minlength=count + 1).astype(np.float64)
-        inverse = np.zeros_like(sizes)
-        inverse[1:] = 1.0 / sizes[1:]
-        weights.append(inverse[labels].ravel())
-        regions += count
-    return np.concatenate(weights), regions
+        inside = np.asarray(mask) > 0
+        flags.append(inside.ravel())
+        if inside.any():
+            labels, count = ndimage.label(inside)
+            sizes = np.bincount(labels.ravel(), minlength=count + 1)
+            weights.append(1.0 / sizes[labels[inside]])
+            regions += count
+    return np.concatenate(flags), np.concatenate(weights) if weights else np.zeros(0), regions
 
 
 def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: float = 0.3) -> float:
-    """Normalised area under the PRO-vs-FPR curve up to ``fpr_limit``.
+    """Normalised area under the PRO-vs-FPR curve up to ``fpr_limit`` (exact, every distinct score a threshold).
+
+    The curve only rises at anomalous pixels and only moves right at normal ones, so its area is a sum
+    over the normal pixels above the FPR limit: each adds ``1/N_normal`` times the mean of the PRO just
+    above and at its score (the trapezoid, which also handles ties). PRO at a score comes from one sort of
+    the anomalous pixels (few) and a cumulative sum of their weights; the normal pixels are never sorted,
+    only partitioned (O(n)) to find the score where FPR reaches the limit. Identical to sorting all
+    pixels and integrating with the trapezoid rule, interpolating at the limit.
 
     Args:
         maps: score maps, each float (H_i, W_i).
@@ -85,26 +93,42 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     Returns:
         AUPRO in [0, 1]; NaN when there is no anomalous region or no normal pixel.
     """
-    scores = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
-    weights, regions = _region_weights(masks)
-    normal = weights == 0
-    if regions == 0 or normal.all() or not normal.any():
+    scores = np.concatenate([np.asarray(m).ravel() for m in maps])
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    anomalous, weights, regions = _anomalous_weights(masks)
+    n_normal = scores.size - int(np.count_nonzero(anomalous))
+    if regions == 0 or n_normal == 0:
         return float("nan")
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    fpr = np.cumsum(normal[order]) / normal.sum()
-    pro = np.cumsum(weights[order]) / regions
-    # one curve point per distinct threshold: the last position of each run of equal scores
-    last = np.r_[np.nonzero(np.diff(sorted_scores))[0], sorted_scores.size - 1]
-    fpr = np.r_[0.0, fpr[last]]
-    pro = np.r_[0.0, pro[last]]
-    end = np.searchsorted(fpr, fpr_limit, side="right")
-    if end < fpr.size:
-        x0, x1, y0, y1 = fpr[end - 1], fpr[end], pro[end - 1], pro[end]
-        y_limit = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
-        fpr = np.r_[fpr[:end], fpr_limit]
-        pro = np.r_[pro[:end], y_limit]
-    return float(np.trapezoid(pro, fpr) / fpr_limit)
+    anomalous_scores = scores[anomalous]
+    order = np.argsort(anomalous_scores)
+    ascending = anomalous_scores[order]
+    cumulative = np.r_[0.0, np.cumsum(weights[order])]
+
+    def pro_above(values: np.ndarray | float, side: str) -> np.ndarray:
+        """PRO counting anomalous scores > value (side "right") or >= value (side "left")."""
+        return (cumulative[-1] - cumulative[np.searchsorted(ascending, values, side=side)]) / regions
+
+    # normal scores only: anomalous ones pushed to -inf sort below every normal one, never selected
+    normal = scores.copy()
+    normal[anomalous] = -np.inf
+    rank = int(min(n_normal, max(1, np.ceil(fpr_limit * n_normal))))
+    limit_score = np.partition(normal, normal.size - rank)[normal.size - rank]  # rank-th largest normal
+    above = normal[normal > limit_score]
+    at_or_below = np.searchsorted(ascending, above, side="left")  # anomalous scores < each normal score
+    below = at_or_below.copy()
+    tied = ascending[np.minimum(at_or_below, ascending.size - 1)] == above
+    if tied.any():  # a normal score equal to anomalous ones: those count as ">=" but not as ">"
+        below[tied] = np.searchsorted(ascending, above[tied], side="right")
+    pro_sum = 2 * above.size * cumulative[-1] - cumulative[at_or_below].sum() - cumulative[below].sum()
+    area = pro_sum / (2 * regions * n_normal)
+    # the tie group at limit_score crosses fpr_limit: clip its trapezoid with linear interpolation
+    x0, x1 = above.size / n_normal, np.count_nonzero(normal >= limit_score) / n_normal
+    y0, y1 = float(pro_above(limit_score, "right")), float(pro_above(limit_score, "left"))
+    x_end = min(fpr_limit, x1)
+    y_end = y0 + (y1 - y0) * (x_end - x0) / (x1 - x0)
+    area += (x_end - x0) * (y0 + y_end) / 2
+    return float(area / fpr_limit)
 
 
 def image_scores_from_maps(maps: torch.Tensor, pool: int = 0) -> torch.Tensor:
