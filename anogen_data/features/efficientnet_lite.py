@@ -56,9 +56,18 @@ def weights_path() -> Path:
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs), as the weights expect."""
+    """Conv2d with TensorFlow "SAME" padding, as the weights expect: for stride 1 (odd kernels) that is
+    the symmetric k // 2, done by the convolution itself; for stride 2 it depends on the input size
+    (extra row/column at the bottom/right), done with an explicit pad."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.stride == (1, 1):
+            self.padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
         height, width = x.shape[-2:]
         pads = []
         for size, k, s in ((width, self.kernel_size[1], self.stride[1]), (height, self.kernel_size[0], self.stride[0])):
@@ -94,7 +103,8 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 feature extractor and classifier.
 
     Input everywhere: float (N, 3, H, W) RGB in [0, 1]; ImageNet mean/std normalisation happens inside.
-    Any H, W >= 32 works (the network is fully convolutional); 224 is the training size.
+    Any H, W >= 32 works (the network is fully convolutional); 224 is the training size. Computation
+    runs in channels-last layout; returned maps have the usual (N, C, h, w) shape (channels-last strides).
     """
 
     def __init__(self, num_classes: int = 1000):
@@ -120,7 +130,9 @@ class EfficientNetLite0(nn.Module):
 
     def _trunk(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         self._check(x)
-        x = self.stem((x - self.mean) / self.std)
+        # NHWC: oneDNN's depthwise convolutions run ~2.5x faster on CPU in channels-last layout.
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        x = self.stem(x)
         taps = []
         for index, block in enumerate(self.blocks):
             x = block(x)
@@ -189,4 +201,4 @@ def load_efficientnet_lite0(pretrained: bool = True, path: Path | None = None) -
         load_state_by_position(model, state, str(source))
     model.eval()
     model.requires_grad_(False)
-    return model
+    return model.to(memory_format=torch.channels_last)
