@@ -140,30 +140,35 @@ class Student(nn.Module):
     """DeSTSeg's denoising student: a conv encoder-decoder whose decoder emits one map per teacher scale.
 
     ``channels``/``strides``: the teacher maps it must match (e.g. (24, 40, 112) at strides (4, 8, 16)).
+    The stem works at stride 2 and the decoder stops at the finest teacher stride, so no full-resolution
+    feature map is ever computed (the teacher has none either).
     """
 
     def __init__(self, channels: tuple[int, ...], strides: tuple[int, ...], base_width: int = 32):
         super().__init__()
-        depth = strides[-1].bit_length() - 1  # stride 16 -> 4 downsamplings
-        widths = [min(base_width * 2**i, 8 * base_width) for i in range(depth + 1)]
-        self.stem = conv_block(3, widths[0])
-        self.down = nn.ModuleList(conv_block(widths[i], widths[i + 1]) for i in range(depth))
-        self.up = nn.ModuleList(up_block(widths[i + 1], widths[i]) for i in reversed(range(depth)))
-        self.fuse = nn.ModuleList(conv_block(2 * widths[i], widths[i]) for i in reversed(range(depth)))
-        self.level_of = {s: s.bit_length() - 1 for s in strides}
-        self.heads = nn.ModuleDict({str(s): nn.Conv2d(widths[self.level_of[s]], c, 1) for s, c in zip(strides, channels)})
+        levels = [2**k for k in range(1, strides[-1].bit_length())]  # strides 2, 4, ..., deepest
+        widths = {s: min(base_width * s // 2, 8 * base_width) for s in levels}
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[2], 3, stride=2, padding=1), nn.BatchNorm2d(widths[2]), nn.ReLU(inplace=True),
+            conv_block(widths[2], widths[2]),
+        )
+        self.down = nn.ModuleList(conv_block(widths[s], widths[2 * s]) for s in levels[:-1])
+        ups = [s for s in reversed(levels[:-1]) if s >= strides[0]]  # decoder strides, deep to fine
+        self.up = nn.ModuleList(up_block(widths[2 * s], widths[s]) for s in ups)
+        self.fuse = nn.ModuleList(conv_block(2 * widths[s], widths[s]) for s in ups)
+        self.ups, self.levels = ups, levels
+        self.heads = nn.ModuleDict({str(s): nn.Conv2d(widths[s], c, 1) for s, c in zip(strides, channels)})
         self.strides = strides
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        skips = [self.stem(x)]
-        for block in self.down:
-            skips.append(block(F.max_pool2d(skips[-1], 2)))
-        feats = {len(skips) - 1: skips[-1]}
-        y = skips[-1]
-        for level, (up, fuse) in zip(reversed(range(len(skips) - 1)), zip(self.up, self.fuse)):
-            y = fuse(torch.cat([up(y), skips[level]], dim=1))
-            feats[level] = y
-        return [self.heads[str(s)](feats[self.level_of[s]]) for s in self.strides]
+        feats = {2: self.stem(x)}
+        for s, block in zip(self.levels[:-1], self.down):
+            feats[2 * s] = block(F.max_pool2d(feats[s], 2))
+        y = feats[self.levels[-1]]
+        for s, up, fuse in zip(self.ups, self.up, self.fuse):
+            y = fuse(torch.cat([up(y), feats[s]], dim=1))
+            feats[s] = y
+        return [self.heads[str(s)](feats[s]) for s in self.strides]
 
 
 class DeSTSegDetector(nn.Module):

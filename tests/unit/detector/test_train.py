@@ -13,7 +13,7 @@ from anogen_data.detector.train import DEFAULT_P_CUTOFF, predict_maps, train_loo
 def _train(kind, good, anomalies, teacher, *, epochs, seed=0, mode="half"):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(kind, base_width=4, image_size=64, teacher=teacher)
+        model = build_model(kind, base_width=8, image_size=64, teacher=teacher)
         data = DetectorTrainSet(good[:4], anomalies[:4], (64, 64), mode=mode, length=8, seed=seed)
         curve = train_loop(model, data, epochs=epochs, batch_size=4, lr=3e-3, seed=seed, p_cutoff=DEFAULT_P_CUTOFF[kind])
     return model, curve
