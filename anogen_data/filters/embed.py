@@ -56,8 +56,8 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def shared_backbone(pretrained: bool = True):
-    """One frozen EfficientNet-Lite0 per process (eval mode, no gradients: safe to share)."""
-    return load_efficientnet_lite0(pretrained=pretrained)
+    """One frozen EfficientNet-Lite0 per process (eval mode, no gradients, batch norms folded: safe to share)."""
+    return load_efficientnet_lite0(pretrained=pretrained, fuse=True)
 
 
 class Embedder:

@@ -41,7 +41,10 @@ def reference_embeddings(learn: Iterable[IndexEntry], embedder: Embedder, *, siz
             continue
         box = defect_crop_box(mask, (0, 0, mask.shape[1], mask.shape[0]), pad=pad, min_side=min_side)
         crops.setdefault(entry.defect_type, []).append(crop(read_image(entry.path), box, size))
-    return {defect: embedder(items) for defect, items in sorted(crops.items())}
+    names = sorted(crops)
+    embedded = embedder([c for name in names for c in crops[name]])  # one call: full batches
+    bounds = np.cumsum([0] + [len(crops[name]) for name in names])
+    return {name: embedded[bounds[i]:bounds[i + 1]] for i, name in enumerate(names)}
 
 
 def realism_scores(generated: np.ndarray, source: np.ndarray, references: np.ndarray | None) -> dict[str, float]:

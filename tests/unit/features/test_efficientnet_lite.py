@@ -37,6 +37,15 @@ def test_same_input_same_features_and_batch_independent(pretrained):
     torch.testing.assert_close(full[1:2], single, rtol=1e-4, atol=1e-5)
 
 
+def test_fused_batchnorm_gives_the_same_features(pretrained):
+    fused = load_efficientnet_lite0(fuse=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    for ours, theirs in zip(fused.forward_features(x), pretrained.forward_features(x)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(fused(x), pretrained(x), rtol=1e-3, atol=1e-3)
+
+
 def test_rejects_wrong_channel_count(pretrained):
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         pretrained.embed(torch.rand(1, 1, 32, 32))
