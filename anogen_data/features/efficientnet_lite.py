@@ -119,6 +119,7 @@ class EfficientNetLite0(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Sequential(*_conv_bn(cin, EMBED_DIM, 1), nn.ReLU6(inplace=True))
         self.classifier = nn.Linear(EMBED_DIM, num_classes)
+        self.channels_last = True  # compute layout (see _trunk); weights follow with .to(memory_format=...)
         # Feature taps after stages 2, 3, 5, 7: strides 4, 8, 16, 32 with 24, 40, 112, 320 channels.
         self._taps = {self.stage_ends[i] for i in (1, 2, 4, 6)}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -131,7 +132,8 @@ class EfficientNetLite0(nn.Module):
     def _trunk(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         self._check(x)
         # NHWC: oneDNN's depthwise convolutions run ~2.5x faster on CPU in channels-last layout.
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = ((x - self.mean) / self.std).contiguous(memory_format=layout)
         x = self.stem(x)
         taps = []
         for index, block in enumerate(self.blocks):
