@@ -14,12 +14,16 @@ Masks are uint8 (h, w) crops with values {0, 255}, 255 = defect.
 
 from __future__ import annotations
 
-import albumentations as A
-import cv2
-import numpy as np
+import os
 
-from anogen_data.layout.noise import fractal_noise
-from anogen_data.layout.rle import mask_bbox
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI request on import (offline, fork-safe)
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from anogen_data.layout.noise import fractal_noise  # noqa: E402
+from anogen_data.layout.rle import mask_bbox  # noqa: E402
 
 SHAPE_KINDS = ("perlin", "stroke")
 MAX_FRACTION = 0.9  # a warped shape never covers more than this fraction of the target side

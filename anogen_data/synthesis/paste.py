@@ -30,6 +30,7 @@ from anogen_data.synthesis.colour import apply_jitter, draw_jitter
 
 THIN = 0.35  # mask area / (perimeter * short side) below this counts as thin -> mixed clone
 PAD = 8  # px of reflection padding so that seamlessClone never meets the image border
+CLONE_ERODE = 3  # seamlessClone erodes its mask by 3 px internally; we dilate by as much first
 
 
 @lru_cache(maxsize=32)
@@ -102,7 +103,7 @@ class PasteBackend(Backend):
     def apply(self, image: np.ndarray, layout: Layout, recipe: dict) -> tuple[np.ndarray, np.ndarray]:
         x0, y0, x1, y1 = layout.bbox_xyxy
         mask = layout_mask(layout)
-        grow = max(1, int(round(recipe["feather_px"])))
+        grow = max(1, int(round(recipe["feather_px"]))) + CLONE_ERODE
         # work in a region of interest: the box plus the dilation and the blur's 4-sigma reach
         H, W = mask.shape
         margin = grow + int(math.ceil(2 * recipe["feather_px"])) + 2

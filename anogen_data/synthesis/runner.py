@@ -25,7 +25,7 @@ import numpy as np
 from anogen_data.data.image_io import read_image, write_png
 from anogen_data.layout.rle import mask_bbox
 from anogen_data.records import Layout, SynthRecord, to_row
-from anogen_data.synthesis import get_backend
+from anogen_data.synthesis import CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import Backend, SynthesisContext, check_output
 
 RECORDS = "records.jsonl"
@@ -69,9 +69,6 @@ def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path)
 
 
 def _init_worker(backend_name: str, context: SynthesisContext, out_dir: str) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
     _WORKER["backend"] = get_backend(backend_name)(context)
     _WORKER["out_dir"] = Path(out_dir)
 
@@ -155,14 +152,23 @@ def _run_batches(
         for layouts in _batches(todo, batch):
             yield synthesise_batch(backend, layouts, out_dir)
         return
-    # fork reuses the parent's imports (albumentations pulls in torch: seconds per spawned worker)
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(backend_name, context, str(out_dir))) as pool:
-        pending: deque[Future] = deque()
-        for layouts in _batches(todo, batch):
-            pending.append(pool.submit(_worker_batch, layouts))
-            if len(pending) >= 4 * workers:
+    # CPU backends fork (reusing the parent's imports: albumentations pulls in torch, seconds per spawned
+    # worker) with OpenCV's thread pool shut down first, so no child inherits a pool it cannot use.
+    # Diffusion backends (torch, CUDA) spawn.
+    import cv2
+
+    fork = backend_name in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(backend_name, context, str(out_dir))) as pool:
+            pending: deque[Future] = deque()
+            for layouts in _batches(todo, batch):
+                pending.append(pool.submit(_worker_batch, layouts))
+                if len(pending) >= 4 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    finally:
+        cv2.setNumThreads(threads)
