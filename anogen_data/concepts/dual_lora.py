@@ -227,8 +227,7 @@ def train_dual_lora(
     losses: list[float] = []
     with dual.attached(unet) as state:
         for step in range(options.steps):
-            loss = _train_step(components, text_encoder, state, shots, backgrounds, options, gen)
-            loss.backward()
+            loss = _train_step(components, text_encoder, state, shots, backgrounds, options, gen, backward=True)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
@@ -247,8 +246,12 @@ def fixed_loss(components, dual: DualModules, shots, backgrounds, options: DualT
         return float(_train_step(components, text_encoder, state, shots, backgrounds, options, gen))
 
 
-def _train_step(components, text_encoder, state, shots, backgrounds, options, gen) -> torch.Tensor:
-    """One joint step: both branches at the same timestep, BCM write pass, read pass, summed MSE."""
+def _train_step(components, text_encoder, state, shots, backgrounds, options, gen, backward: bool = False) -> torch.Tensor:
+    """One joint step: both branches at the same timestep, BCM write pass, read pass, summed MSE.
+
+    With ``backward`` the loss is back-propagated inside the per-row adapter hooks, so gradient
+    checkpointing recomputes the same mixed-batch forward.
+    """
     unet, vae, scheduler, device = components.unet, components.vae, components.scheduler, components.device
     pairs = options.batch_size
     batch = augment(shots[torch.randint(len(shots), (pairs,), generator=gen)], gen)
@@ -271,13 +274,16 @@ def _train_step(components, text_encoder, state, shots, backgrounds, options, ge
         ref_noisy = scheduler.add_noise(ref_latents, ref_noise, t_pairs).to(unet.dtype)
         unet(ref_noisy, t_pairs, embeds[0::2].detach())
     state.bcm = "read"
-    with branch_adapters(unet, pair_adapters(pairs)):
-        pred = unet(noisy, timesteps, embeds).sample.float()
     if scheduler.config.prediction_type == "v_prediction":
         target = scheduler.get_velocity(latents, noise, timesteps)
     else:
         target = noise
-    return F.mse_loss(pred[0::2], target[0::2]) + F.mse_loss(pred[1::2], target[1::2])
+    with branch_adapters(unet, pair_adapters(pairs)):
+        pred = unet(noisy, timesteps, embeds).sample.float()
+        loss = F.mse_loss(pred[0::2], target[0::2]) + F.mse_loss(pred[1::2], target[1::2])
+        if backward:
+            loss.backward()
+    return loss
 
 
 def save_dual_concept(folder: Path, unet, text_encoder, dual: DualModules) -> list[str]:

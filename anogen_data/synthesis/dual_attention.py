@@ -74,7 +74,8 @@ class SAIM(nn.Module):
             raise ValueError(f"SAIM needs pair-interleaved rows (whole, part), got an odd batch of {rows}")
         # (2B, N, C) -> (B, 2, N, C) -> (B*N, 2, C): a sequence of two "frames" per token.
         frames = hidden_states.view(rows // 2, 2, tokens, dim).permute(0, 2, 1, 3).reshape(-1, 2, dim)
-        mixed = self.attn(self.norm(frames))
+        # fp32 SAIM on a half-precision UNet: compute in SAIM's dtype, add back in the UNet's
+        mixed = self.attn(self.norm(frames.to(self.norm.weight.dtype))).to(hidden_states.dtype)
         mixed = mixed.view(rows // 2, tokens, 2, dim).permute(0, 2, 1, 3).reshape(rows, tokens, dim)
         return hidden_states + mixed
 
@@ -89,8 +90,9 @@ class BCM(nn.Module):
 
     def mix(self, own: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """``(1 - a) * own + a * MLP(reference)``; both (rows, N, C)."""
-        alpha = self.alpha.to(own.dtype)
-        return (1 - alpha) * own + alpha * self.mlp(reference.to(own.dtype))
+        alpha = self.alpha
+        mixed = (1 - alpha) * own.to(alpha.dtype) + alpha * self.mlp(reference.to(alpha.dtype))
+        return mixed.to(own.dtype)
 
 
 class BCMAttnProcessor:
