@@ -18,7 +18,7 @@ import numpy as np
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
 from anogen_data.layout.boxes import BoxStats, place_box
-from anogen_data.layout.foreground import BackgroundModel, fit_background, foreground_mask
+from anogen_data.layout.foreground import MODES, BackgroundModel, fit_background, foreground_mask
 from anogen_data.layout.rle import encode_rle
 from anogen_data.layout.shapes import SHAPE_KINDS, crop_defect, real_shape, synthetic_shape
 from anogen_data.records import IndexEntry, Layout
@@ -74,6 +74,8 @@ class LayoutProposer:
     ) -> None:
         if shape not in SHAPES:
             raise AnogenError(f"unknown shape '{shape}'; choose one of {', '.join(SHAPES)}")
+        if foreground not in MODES:
+            raise AnogenError(f"unknown foreground '{foreground}'; choose one of {', '.join(MODES)}")
         self.goods = [e for e in entries if e.role == "train" and e.label == "good"]
         if not self.goods:
             raise AnogenError("the index has no role 'train' good images to put defects on; check the index file")

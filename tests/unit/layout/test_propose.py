@@ -71,6 +71,10 @@ def test_bad_requests_raise(entries):
         list(propose_layouts(entries, 0, category="demo"))
     with pytest.raises(AnogenError, match="'dent'.*scratch, spot"):
         list(propose_layouts(entries, 2, category="demo", defect="dent"))
+    with pytest.raises(AnogenError, match="unknown foreground 'half'"):
+        LayoutProposer(entries, foreground="half")
+    with pytest.raises(AnogenError, match="unknown shape"):
+        LayoutProposer(entries, shape="star")
     with pytest.raises(AnogenError, match="no role 'train'"):
         LayoutProposer([e for e in entries if e.role != "train"])
 
