@@ -18,12 +18,16 @@ import torch
 
 
 def encode_prompts(components, prompts: Sequence[str]) -> torch.Tensor:
-    """CLIP hidden states (B, 77, width) of ``prompts`` (padded to the tokenizer's max length)."""
+    """CLIP hidden states (B, 77, width) of ``prompts``; each distinct prompt is encoded alone (batch 1),
+    so a sample's embedding does not depend on its batch."""
     tok = components.tokenizer
-    ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids.to(components.device)
+    cache: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        return components.text_encoder(ids)[0].to(components.dtype)
+        for prompt in dict.fromkeys(prompts):
+            ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids.to(components.device)
+            cache[prompt] = components.text_encoder(ids)[0].to(components.dtype)
+    return torch.cat([cache[p] for p in prompts])
 
 
 def _noise(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -33,17 +37,18 @@ def _noise(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch
 
 @torch.no_grad()
 def encode_images(components, pixels: torch.Tensor) -> torch.Tensor:
-    """VAE posterior means of ``pixels`` (B, 3, R, R) in [-1, 1], scaled: latents (B, 4, R/f, R/f)."""
+    """VAE posterior means of ``pixels`` (B, 3, R, R) in [-1, 1], scaled: latents (B, 4, R/f, R/f).
+    One sample per call (batch invariance; the VAE runs once per sample, so this costs little)."""
     c = components
-    dist = c.vae.encode(pixels.to(c.device, c.dtype)).latent_dist
-    return dist.mean * c.vae.config.scaling_factor
+    means = [c.vae.encode(p[None].to(c.device, c.dtype)).latent_dist.mean for p in pixels]  # per sample
+    return torch.cat(means) * c.vae.config.scaling_factor
 
 
 @torch.no_grad()
 def decode_latents(components, latents: torch.Tensor) -> torch.Tensor:
-    """VAE decode to uint8 images (B, R, R, 3) on CPU."""
+    """VAE decode to uint8 images (B, R, R, 3) on CPU, one sample per call (batch invariance)."""
     c = components
-    images = c.vae.decode(latents / c.vae.config.scaling_factor).sample
+    images = torch.cat([c.vae.decode(z[None] / c.vae.config.scaling_factor).sample for z in latents])  # per sample
     images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return images.permute(0, 2, 3, 1).cpu()
 

@@ -210,6 +210,7 @@ class AnoGenBackend(Backend):
         res, f = c.resolution, c.vae_scale_factor
         pixels, masks = [], []
         for image, layout, recipe in zip(images, layouts, recipes):
+            self.token_for(layout.defect_type)  # replayed recipes: the prompt's token must be installed
             wx0, wy0, wx1, wy1 = recipe["window_xyxy"]
             window = _resize(image[wy0:wy1, wx0:wx1], (res, res))
             pixels.append(torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1).float() / 127.5 - 1)
