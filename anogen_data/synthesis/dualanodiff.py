@@ -97,7 +97,8 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         latents = torch.cat([torch.randn(latent_shape, generator=g) for g in generator]).to(device, dtype)
         latents = latents * self.scheduler.init_noise_sigma
         refs = to_tensor(backgrounds, size).to(device, self.vae.dtype)
-        ref_latents = self.vae.encode(refs).latent_dist.mode() * self.vae.config.scaling_factor
+        # one VAE call per image, so a sample's bytes do not depend on its batch (BLAS picks kernels by M)
+        ref_latents = torch.cat([self.vae.encode(r[None]).latent_dist.mode() for r in refs]) * self.vae.config.scaling_factor
         ref_noise = torch.cat([torch.randn((1, *latent_shape[1:]), generator=g) for g in generator]).to(device, dtype)
         row_adapters = pair_adapters(pairs * (2 if cfg else 1), *adapters)
         with self.dual.attached(self.unet) as state, self.progress_bar(total=num_inference_steps) as bar:
@@ -135,7 +136,8 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             self.unet(self.scheduler.scale_model_input(noisy, t), t, encoder_hidden_states=whole_embeds)
 
     def _decode(self, latents: torch.Tensor, backgrounds, size: int) -> DualAnoDiffOutput:
-        images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        images = torch.cat([self.vae.decode(pair).sample for pair in latents.split(2)])  # per pair: batch-invariant
         images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         whole, part = images[0::2], images[1::2]
         refs = ((to_tensor(backgrounds, size) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -232,7 +234,10 @@ class DualAnoDiffBackend(Backend):
         if self._pipe is None:
             from anogen_data.diffusion.loading import load_components
 
+            from anogen_data.diffusion.speed import optimise_for_inference
+
             parts = load_components(self.context.model or "tiny", device=self.context.device, dtype=self.context.dtype)
+            optimise_for_inference(parts)  # SDPA, batch-invariant timestep rows, channels_last on CUDA
             dual = DualModules.for_unet(parts.unet).place(parts.device, parts.dtype)
             self._pipe = DualAnoDiffPipeline(parts.vae, parts.text_encoder, parts.tokenizer, parts.unet,
                                              parts.scheduler, dual)

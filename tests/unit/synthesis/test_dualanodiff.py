@@ -109,8 +109,9 @@ def test_backend_records_the_bcm_reference_and_returns_source_sized_pixel_masks(
         assert image.shape == (40, 48, 3) and image.dtype == np.uint8
         assert mask.shape == (40, 48) and set(np.unique(mask)) <= {0, 255}
     assert backend.mask_quality == "pixel"
-    # batching shares one forward pass; each pair keeps its own generator, so a sample barely moves
-    assert np.abs(batch[1][0].astype(int) - single[0].astype(int)).max() <= 2
+    # one generator per pair, batch-invariant speed path: a sample's bytes do not depend on its batch
+    np.testing.assert_array_equal(batch[1][0], single[0])
+    np.testing.assert_array_equal(batch[1][1], single[1])
 
 
 def test_backend_names_the_missing_concept(tmp_path):
