@@ -18,13 +18,20 @@ CITATIONS = {
     "paste": "Real-defect transplant: learn-shot defects cut by their masks and pasted onto good images (no paper).",
 }
 
+LEARN_WRITTEN = """\
+- `train/<defect>/real_NNN.png`: the few real anomalies the generator learned from (index role `learn`),
+  written as training evidence (export option `include_learn: true`).
+"""
+LEARN_LEFT_OUT = """\
+- The few real anomalies the generator learned from (index role `learn`) are left out of this version
+  (export option `include_learn: false`).
+"""
+
 LAYOUT_RULE = """\
 - `train/good`: real good images of the training split (index role `train`).
 - `test/good`, `test/<defect>`: real held-out images only (index role `eval`); the test split never holds
   synthetic or learn-shot images.
-- `train/<defect>/real_NNN.png`: the few real anomalies the generator learned from (index role `learn`),
-  written as training evidence (export option `include_learn`).
-- `train/<defect>/syn_NNNNNN.png`: synthetic anomalies; masks at `ground_truth/<defect>/syn_NNNNNN_mask.png`.
+{learn_rule}- `train/<defect>/syn_NNNNNN.png`: synthetic anomalies; masks at `ground_truth/<defect>/syn_NNNNNN_mask.png`.
   Stems never collide with real files. Records with `mask_quality: box` (AnoGen weak labels) have the
   filled box as mask and COCO annotations marked `"mask_quality": "box"`.
 """
@@ -62,7 +69,7 @@ def _counts_table(counts: dict) -> str:
 
 
 def render_card(*, name: str, category: str, version: int, stats: dict, lineage: dict, splits: list[str],
-                license_name: str, backends: list[str]) -> str:
+                license_name: str, backends: list[str], include_learn: bool = True) -> str:
     """The full ``README.md`` text of the ``hf/`` folder."""
     meta = yaml.safe_dump(front_matter(splits, stats["totals"]["images"], license_name, backends), sort_keys=False)
     filters = stats.get("filters")
@@ -98,7 +105,7 @@ ds = load_dataset("path/or/repo-id")  # splits: {", ".join(splits)}
 
 ## Layout rule (MVTec tree in `mvtec/{category}/` of the version)
 
-{LAYOUT_RULE}
+{LAYOUT_RULE.format(learn_rule=LEARN_WRITTEN if include_learn else LEARN_LEFT_OUT)}
 Columns: `image`, `mask` (255 = defect; None for good images), `label` (good/anomaly), `defect_type`,
 `category`, `bboxes` (XYWH per connected instance), `source` (real/synthetic), `backend`, `seed`,
 `mask_quality` (pixel/box), `file_name` (path in the MVTec tree).

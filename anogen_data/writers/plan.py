@@ -11,6 +11,7 @@ Items are yielded lazily, so planning never holds pixels and memory does not gro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def _synthetic_item(record: SynthRecord, records_dir: Path, namer: MvtecNamer) -
     if record.mask_quality not in ("pixel", "box"):
         raise AnogenError(f"record {record.id}: mask_quality '{record.mask_quality}' is not 'pixel' or 'box'")
     image_rel, mask_rel = namer.anomaly("train", record.defect_type, "synthetic")
-    rewritten = SynthRecord(**{**record.__dict__, "image_path": image_rel, "mask_path": mask_rel})
+    rewritten = dataclasses.replace(record, image_path=image_rel, mask_path=mask_rel)
     return ExportItem(
         "train", "anomaly", record.defect_type, "synthetic", records_dir / record.image_path,
         records_dir / record.mask_path, record.mask_quality, tuple(record.bbox_xyxy), image_rel, mask_rel,

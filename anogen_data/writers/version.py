@@ -6,8 +6,8 @@ A version holds ``mvtec/<category>/`` (MVTec AD layout), ``coco/instances_<split
 It is written into a temporary sibling folder and renamed into place only when complete, so an
 interrupted run (exception, Ctrl-C) leaves no ``v<N>`` and never touches existing versions.
 
-Each image is read, its mask built (the filled box for ``mask_quality == "box"``), split into
-connected instances and PNG-encoded once, in a small thread pool with a bounded window; every writer
+Each image is read, its mask built, split into connected instances and turned into PNG bytes once
+(``writers.render``), in a small thread pool with a bounded window; every writer
 consumes the same result, so memory does not grow with the number of images. Methods: AnoGen (Gui et
 al., ECCV 2024) weak box labels and DualAnoDiff (Jin et al., CVPR 2025) pixel masks are both supported.
 """
@@ -19,25 +19,22 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 from anogen_data import __version__
 from anogen_data.config import ExportConfig, config_to_dict
-from anogen_data.data.image_io import encode_png, read_image, read_mask, write_png
+from anogen_data.data.image_io import write_png
 from anogen_data.errors import AnogenError
 from anogen_data.files import atomic_output_dir, write_json
 from anogen_data.records import IndexEntry, SynthRecord, to_row
 from anogen_data.writers.card import render_card
-from anogen_data.writers.coco import CocoWriter, Instance, mask_instances
+from anogen_data.writers.coco import CocoWriter
 from anogen_data.writers.contact_sheet import ContactSheet
 from anogen_data.writers.hf import HfWriter
 from anogen_data.writers.manifest import MANIFEST, build_manifest, concept_hashes, git_commit, index_sha256, seeds_of
 from anogen_data.writers.mvtec import write_file
 from anogen_data.writers.plan import ExportItem, plan_items
+from anogen_data.writers.render import Rendered, render_item
 from anogen_data.writers.stats import StatsAccumulator
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
@@ -53,81 +50,6 @@ def existing_versions(name_dir: Path) -> list[int]:
 def next_version(name_dir: Path) -> int:
     """One more than the highest existing version (1 for a new name)."""
     return max(existing_versions(name_dir), default=0) + 1
-
-
-@dataclass
-class Rendered:
-    """One item after decoding: PNG bytes, size, instances and (maybe) a contact-sheet thumbnail."""
-
-    item: ExportItem
-    width: int
-    height: int
-    image_png: bytes
-    mask_png: bytes | None
-    instances: list[Instance]
-    thumbnail: np.ndarray | None
-
-
-def item_mask(item: ExportItem, height: int, width: int) -> np.ndarray | None:
-    """The ground-truth mask of an item: uint8 (H, W) {0, 255}, the filled box for box labels, None if good."""
-    if item.label == "good":
-        return None
-    if item.mask_quality == "box":
-        x0, y0, x1, y1 = (int(v) for v in item.bbox_xyxy)
-        mask = np.zeros((height, width), dtype=np.uint8)
-        mask[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 255
-        return mask
-    mask = read_mask(item.mask_src)
-    if mask.shape != (height, width):
-        raise AnogenError(
-            f"{item.mask_src} is {mask.shape[1]}x{mask.shape[0]} but its image {item.image_src} is "
-            f"{width}x{height}; masks must have their image's size"
-        )
-    return mask
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_kind(data: bytes) -> tuple[int, int] | None:
-    """(bit depth, colour type) from a PNG's IHDR chunk, or None when ``data`` is not a PNG."""
-    if len(data) < 26 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    return data[24], data[25]
-
-
-def image_png(path: Path, image: np.ndarray, compression: int, copy_png: bool) -> bytes:
-    """PNG bytes for an image: the source file itself when it is an 8-bit RGB PNG (and ``copy_png``),
-    else ``image`` (uint8 (H, W, 3) RGB) encoded."""
-    if copy_png:
-        raw = Path(path).read_bytes()
-        if png_kind(raw) == (8, 2):
-            return raw
-    return encode_png(image, compression)
-
-
-def mask_png(item: ExportItem, mask: np.ndarray, compression: int, copy_png: bool) -> bytes:
-    """PNG bytes for a mask: the source file when it is an 8-bit grey PNG already in {0, 255}, else encoded."""
-    if copy_png and item.mask_quality == "pixel":
-        raw = Path(item.mask_src).read_bytes()
-        if png_kind(raw) == (8, 0):
-            decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
-            if decoded is not None and np.array_equal(decoded, mask):
-                return raw
-    return encode_png(mask, compression)
-
-
-def render_item(item: ExportItem, cfg: ExportConfig, sheet: ContactSheet | None) -> Rendered:
-    """Decode, build the mask, find instances, get PNG bytes (and a thumbnail when ``sheet`` is given)."""
-    image = read_image(item.image_src)
-    height, width = image.shape[:2]
-    mask = item_mask(item, height, width)
-    instances = mask_instances(mask) if mask is not None else []
-    thumbnail = sheet.thumbnail(image, mask) if sheet is not None else None
-    return Rendered(
-        item, width, height, image_png(item.image_src, image, cfg.png_compression, cfg.copy_png),
-        mask_png(item, mask, cfg.png_compression, cfg.copy_png) if mask is not None else None, instances, thumbnail,
-    )
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int, window: int) -> Iterator:
@@ -324,6 +246,7 @@ def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator
     write_png(tmp / "hf" / "contact_sheet.png", sheet_png)
     splits = [s for s in ("train", "test") if s in hf_splits]
     card = render_card(name=name, category=category, version=number, stats=stats, lineage=lineage, splits=splits,
-                       license_name=cfg.license, backends=sorted(writers.backends))
+                       license_name=cfg.license, backends=sorted(writers.backends),
+                       include_learn=cfg.include_learn)
     (tmp / "hf" / "README.md").write_text(card, encoding="utf-8")
     write_json(tmp / MANIFEST, build_manifest(tmp, name=name, category=category, version=number, lineage=lineage))

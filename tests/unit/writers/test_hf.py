@@ -72,3 +72,14 @@ def _png() -> bytes:
     from anogen_data.data.image_io import encode_png
 
     return encode_png(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_card_states_where_learn_shots_went(inputs, tmp_path):
+    from anogen_data.config import ExportConfig
+    from anogen_data.writers.version import write_version
+
+    folder = write_version(tmp_path, "widget", category="widget", index=inputs.index,
+                           config=ExportConfig(include_learn=False))
+    card = (folder / "hf" / "README.md").read_text()
+    assert "are left out of this version" in card and "real_NNN" not in card
+    assert not list((folder / "mvtec").rglob("real_*"))

@@ -159,7 +159,7 @@ def test_ordered_map_keeps_order_and_bounds_the_window():
 
 def test_copied_and_reencoded_pngs_hold_the_same_pixels(inputs, tmp_path):
     from anogen_data.data.image_io import read_image, read_mask
-    from anogen_data.writers.version import png_kind
+    from anogen_data.writers.render import png_kind
 
     copied = _write(inputs, tmp_path / "a", config=ExportConfig(copy_png=True))
     encoded = _write(inputs, tmp_path / "b", config=ExportConfig(copy_png=False, png_compression=9))
