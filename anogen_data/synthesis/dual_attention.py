@@ -203,3 +203,58 @@ class DualModules(ModelMixin, ConfigMixin):
 
     def bcm_parameters(self) -> list[nn.Parameter]:
         return list(self.bcm.parameters())
+
+
+class CrossAttnMapProcessor:
+    """Cross-attention processor (``attn2``) that also records how much the chosen rows attend to the
+    chosen prompt tokens (e.g. the part rows to "sks"); the attention output itself is unchanged (SDPA).
+
+    Each call on a batch of ``batch`` rows (other calls, e.g. BCM's write pass, are not recorded) appends a
+    (len(rows), N) map, the mean over heads and ``tokens`` of softmax(QK^T / sqrt(d)), to ``maps``.
+    """
+
+    def __init__(self, batch: int, rows: slice, tokens: list[int], maps: list[torch.Tensor]) -> None:
+        self.batch, self.rows, self.tokens, self.maps = batch, rows, tokens, maps
+        self.inner = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        if encoder_hidden_states is not None and hidden_states.shape[0] == self.batch:
+            # project every row (per-row LoRA hooks need the full batch), then keep the chosen rows
+            query = attn.head_to_batch_dim(attn.to_q(hidden_states)[self.rows])
+            key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states)[self.rows])
+            probs = attn.get_attention_scores(query, key)  # (rows * heads, N, 77)
+            probs = probs[..., self.tokens].mean(-1).view(-1, attn.heads, probs.shape[1]).mean(1)
+            self.maps.append(probs.float())
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+
+
+@contextlib.contextmanager
+def capture_cross_attention(unet: nn.Module, batch: int, rows: slice, tokens: list[int]) -> Iterator[list[torch.Tensor]]:
+    """Record cross-attention maps of ``rows`` (of a ``batch``-row forward) to prompt positions ``tokens``
+    in every transformer block.
+
+    Yields:
+        the list the maps are appended to: one (len(rows), N_block) tensor per block call.
+    """
+    maps: list[torch.Tensor] = []
+    old = []
+    for _, block in transformer_blocks(unet):
+        old.append((block.attn2, block.attn2.processor))
+        block.attn2.set_processor(CrossAttnMapProcessor(batch, rows, tokens, maps))
+    try:
+        yield maps
+    finally:
+        for attn, processor in old:
+            attn.set_processor(processor)
+
+
+def average_map(maps: list[torch.Tensor], side: int) -> torch.Tensor:
+    """Mean of square token maps resized to (side, side), scaled to [0, 1]: (rows, side, side)."""
+    resized = []
+    for m in maps:
+        n = int(round(m.shape[-1] ** 0.5))
+        resized.append(torch.nn.functional.interpolate(m.view(-1, 1, n, n), size=(side, side), mode="bilinear"))
+    mean = torch.stack(resized).mean(0)[:, 0]
+    low = mean.amin(dim=(1, 2), keepdim=True)
+    high = mean.amax(dim=(1, 2), keepdim=True)
+    return (mean - low) / (high - low).clamp_min(1e-12)

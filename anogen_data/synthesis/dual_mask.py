@@ -10,6 +10,7 @@ trained on parts rendered on black, so the defect is what is not black:
    background (max RGB difference > ``diff_threshold``), so the mask sits where the whole image
    actually changed. When no component overlaps, the largest one is kept (the part branch always
    draws a defect; an untrained model may draw it elsewhere).
+4. optionally (``fuse_attention``) blend in the part branch's cross-attention map to its "sks" token.
 
 All images uint8 RGB (H, W, 3); masks uint8 (H, W) in {0, 255}, 255 = defect.
 """
@@ -87,3 +88,16 @@ def mask_agreement(mask: np.ndarray, whole: np.ndarray, background: np.ndarray, 
     b = change_map(whole, background, diff_threshold) > 0
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def fuse_attention(mask: np.ndarray, attention: np.ndarray, weight: float) -> np.ndarray:
+    """Blend the mask with a [0, 1] attention map: pixel kept where (1 - w) * mask + w * attention >= 0.5.
+
+    Args:
+        mask: uint8 (H, W) {0, 255}; attention: float (H, W) in [0, 1] (the "sks" cross-attention map);
+        weight: w in [0, 1]; 0 returns ``mask`` unchanged, 1 thresholds the attention map alone at 0.5.
+    """
+    if weight <= 0:
+        return mask
+    score = (1 - weight) * (mask > 0) + weight * attention
+    return np.where(score >= 0.5, 255, 0).astype(np.uint8)

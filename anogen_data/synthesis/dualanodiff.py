@@ -15,6 +15,7 @@ Release settings: 100 DDIM steps, guidance 2.5, prompts "a vfx with sks" / "sks"
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from anogen_data.concepts.dual_lora import (
 from anogen_data.errors import AnogenError
 from anogen_data.records import Layout
 from anogen_data.synthesis.base import Backend
-from anogen_data.synthesis.dual_attention import DualModules
-from anogen_data.synthesis.dual_mask import mask_agreement, part_mask
+from anogen_data.synthesis.dual_attention import DualModules, average_map, capture_cross_attention
+from anogen_data.synthesis.dual_mask import fuse_attention, mask_agreement, part_mask
 
 
 @dataclass
@@ -74,6 +75,7 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         saim: bool = True,
         bcm: bool = True,
         resolution: int | None = None,
+        attention_fusion: float = 0.0,
     ) -> DualAnoDiffOutput:
         """Generate one (whole, part, mask) triple per generator.
 
@@ -84,6 +86,8 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             adapters: LoRA adapter names of the whole and part branches.
             saim, bcm: switch the modules (both on is DualAnoDiff).
             resolution: square side in pixels (default: the UNet's native side).
+            attention_fusion: weight w of the part rows' "sks" cross-attention map in the mask
+                (:func:`dual_mask.fuse_attention`); 0 (default) skips recording it.
         """
         pairs = len(generator)
         if pairs == 0 or len(backgrounds) != pairs:
@@ -100,15 +104,24 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # one VAE call per image, so a sample's bytes do not depend on its batch (BLAS picks kernels by M)
         ref_latents = torch.cat([self.vae.encode(r[None]).latent_dist.mode() for r in refs]) * self.vae.config.scaling_factor
         ref_noise = torch.cat([torch.randn((1, *latent_shape[1:]), generator=g) for g in generator]).to(device, dtype)
-        row_adapters = pair_adapters(pairs * (2 if cfg else 1), *adapters)
-        with self.dual.attached(self.unet) as state, self.progress_bar(total=num_inference_steps) as bar:
+        attention = self._attention_maps(part_prompt, pairs, cfg, attention_fusion > 0)
+        with self.dual.attached(self.unet) as state, attention as maps:
             state.saim = saim
+            latents = self._denoise(state, latents, embeds, ref_latents if bcm else None, ref_noise, guidance_scale, adapters)
+        attention_map = average_map(maps, size).cpu().numpy() if maps else None
+        return self._decode(latents, backgrounds, size, attention_map, attention_fusion)
+
+    def _denoise(self, state, latents, embeds, ref_latents, ref_noise, guidance_scale: float, adapters) -> torch.Tensor:
+        """The joint loop: per step a BCM write pass (when ``ref_latents``), then both branches with CFG."""
+        cfg = guidance_scale > 1.0
+        pairs = latents.shape[0] // 2
+        row_adapters = pair_adapters(pairs * (2 if cfg else 1), *adapters)
+        with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
             for t in self.scheduler.timesteps:
-                if bcm:
+                if ref_latents is not None:
                     self._write_background(state, ref_latents, ref_noise, t, embeds[-2 * pairs :: 2], adapters[0])
-                state.bcm = "read" if bcm else "off"
-                model_in = torch.cat([latents] * 2) if cfg else latents
-                model_in = self.scheduler.scale_model_input(model_in, t)
+                state.bcm = "read" if ref_latents is not None else "off"
+                model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
                 with branch_adapters(self.unet, row_adapters):
                     noise = self.unet(model_in, t, encoder_hidden_states=embeds).sample
                 if cfg:
@@ -116,7 +129,16 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                     noise = uncond + guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(noise, t, latents).prev_sample
                 bar.update()
-        return self._decode(latents, backgrounds, size)
+        return latents
+
+    def _attention_maps(self, part_prompt: str, pairs: int, cfg: bool, enabled: bool):
+        """Context recording the part rows' cross-attention to the part prompt's tokens (or nothing)."""
+        if not enabled:
+            return contextlib.nullcontext([])
+        ids = self.tokenizer(part_prompt).input_ids  # [BOS, tokens..., EOS]
+        rows = 2 * pairs * (2 if cfg else 1)
+        part_rows = slice(rows - 2 * pairs + 1, rows, 2)  # the conditional part rows
+        return capture_cross_attention(self.unet, rows, part_rows, list(range(1, len(ids) - 1)))
 
     def _prompt_embeds(self, whole: str, part: str, adapters, pairs: int, cfg: bool) -> torch.Tensor:
         """(2B or 4B, 77, D): rows (whole, part) per pair; with CFG [uncond pairs, cond pairs]."""
@@ -135,7 +157,7 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         with branch_adapters(self.unet, [whole_adapter] * len(ref_latents)):
             self.unet(self.scheduler.scale_model_input(noisy, t), t, encoder_hidden_states=whole_embeds)
 
-    def _decode(self, latents: torch.Tensor, backgrounds, size: int) -> DualAnoDiffOutput:
+    def _decode(self, latents: torch.Tensor, backgrounds, size: int, attention, fusion: float) -> DualAnoDiffOutput:
         latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
         images = torch.cat([self.vae.decode(pair).sample for pair in latents.split(2)])  # per pair: batch-invariant
         images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -143,6 +165,8 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         refs = ((to_tensor(backgrounds, size) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         refs = refs.permute(0, 2, 3, 1).numpy()
         masks = np.stack([part_mask(p, w, r) for p, w, r in zip(part, whole, refs, strict=True)])
+        if attention is not None:
+            masks = np.stack([fuse_attention(m, a, fusion) for m, a in zip(masks, attention, strict=True)])
         agreement = [mask_agreement(m, w, r) for m, w, r in zip(masks, whole, refs, strict=True)]
         return DualAnoDiffOutput(images=whole, parts=part, masks=masks, agreement=agreement)
 
@@ -220,7 +244,7 @@ class DualAnoDiffBackend(Backend):
             whole_prompt=facts.get("whole_prompt", "a vfx with sks"), part_prompt=facts.get("part_prompt", "sks"),
             num_inference_steps=steps, guidance_scale=guidance, adapters=(whole, part),
             saim=bool(options.get("saim", True)), bcm=bool(options.get("bcm", True)),
-            resolution=options.get("resolution"),
+            resolution=options.get("resolution"), attention_fusion=float(options.get("attention_fusion", 0.0)),
         )
         pairs = []
         for image, gen, mask in zip(images, out.images, out.masks, strict=True):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from anogen_data.diffusion.tiny import build_tiny_components
-from anogen_data.synthesis.dual_attention import SAIM, DualModules
+from anogen_data.synthesis.dual_attention import SAIM, DualModules, transformer_blocks
 
 LATENT = 8  # 16 px images through the tiny VAE: small and fast; the UNet is the real class
 
@@ -118,3 +118,19 @@ def test_bcm_a_and_mlp_receive_gradients(unet, alpha):
     mlp_grads = [float(p.grad.abs().sum()) for b in dual.bcm.values() for p in b.mlp.parameters()]
     assert all(g > 0 for g in alpha_grads)
     assert (sum(mlp_grads) > 0) == (alpha > 0)  # d out / d MLP carries the factor a
+
+
+@torch.no_grad()
+def test_cross_attention_capture_records_the_chosen_rows_and_leaves_the_output_alone(unet):
+    from anogen_data.synthesis.dual_attention import average_map, capture_cross_attention
+
+    latents, t, embeds = _inputs(pairs=2)
+    plain = unet(latents, t, embeds).sample
+    with capture_cross_attention(unet, batch=4, rows=slice(1, 4, 2), tokens=[1, 2]) as maps:
+        captured = unet(latents, t, embeds).sample
+        unet(latents[:1], t, embeds[:1])  # another batch size (BCM's write pass): not recorded
+    torch.testing.assert_close(captured, plain, atol=1e-5, rtol=1e-5)
+    assert len(maps) == len(transformer_blocks(unet))  # one map per block, the write-like call skipped
+    assert all(m.shape[0] == 2 and ((m >= 0) & (m <= 1)).all() for m in maps)
+    heat = average_map(maps, 16)
+    assert heat.shape == (2, 16, 16) and float(heat.min()) == 0.0 and abs(float(heat.max()) - 1.0) < 1e-6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anogen_data.synthesis.dual_mask import change_map, mask_agreement, part_foreground, part_mask
+from anogen_data.synthesis.dual_mask import change_map, fuse_attention, mask_agreement, part_foreground, part_mask
 
 
 def _part_with_blobs() -> np.ndarray:
@@ -67,3 +67,11 @@ def test_agreement_is_the_iou_with_the_change_map():
     assert change_map(whole, background).sum() // 255 == 20
     assert mask_agreement(mask, whole, background) == 12 / 28
     assert mask_agreement(np.zeros((10, 10), np.uint8), background, background) == 1.0
+
+
+def test_fuse_attention_blends_by_hand_values():
+    mask = np.array([[255, 255, 0, 0]], np.uint8)
+    attention = np.array([[1.0, 0.2, 0.9, 0.4]])
+    np.testing.assert_array_equal(fuse_attention(mask, attention, 0.0), mask)
+    np.testing.assert_array_equal(fuse_attention(mask, attention, 0.5), [[255, 255, 0, 0]])  # scores 1, .6, .45, .2
+    np.testing.assert_array_equal(fuse_attention(mask, attention, 1.0), [[255, 0, 255, 0]])

@@ -131,3 +131,17 @@ def test_background_only_removes_the_foreground_and_keeps_the_background():
     assert np.abs(clean[24, 24].astype(int) - 40).max() < 20  # object colour replaced by background
     full = np.full((48, 48), 255, np.uint8)
     assert np.array_equal(background_only(image, full), image)  # textures are their own background
+
+
+def test_attention_fusion_changes_only_the_mask(concepts):
+    pipe, adapters = _pipeline(concepts)
+    backgrounds = [_object_image(5)]
+
+    def run(fusion):
+        return pipe(backgrounds, [torch.Generator().manual_seed(1)], num_inference_steps=2, adapters=adapters,
+                    resolution=SIZE, attention_fusion=fusion)
+
+    plain, fused = run(0.0), run(1.0)
+    np.testing.assert_array_equal(plain.images, fused.images)
+    assert fused.masks.any() and set(np.unique(fused.masks)) <= {0, 255}
+    assert not fused.masks.all()  # the attention map alone, thresholded at half its range
