@@ -24,6 +24,7 @@ from anogen_data.errors import AnogenError
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 
 
 @dataclass
@@ -100,6 +101,7 @@ def resolve_dtype(dtype: str | None, device) -> Any:
     import torch
 
     name = (dtype or "auto").lower()
+    name = DTYPE_ALIASES.get(name, name)
     if name == "auto":
         if getattr(device, "type", str(device)) == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
