@@ -260,13 +260,25 @@ class DualAnoDiffBackend(Backend):
 
             from anogen_data.diffusion.speed import optimise_for_inference
 
-            parts = load_components(self.context.model or "tiny", device=self.context.device, dtype=self.context.dtype)
+            parts = load_components(self._model_id(), device=self.context.device, dtype=self.context.dtype)
             optimise_for_inference(parts)  # SDPA, batch-invariant timestep rows, channels_last on CUDA
             dual = DualModules.for_unet(parts.unet).place(parts.device, parts.dtype)
             self._pipe = DualAnoDiffPipeline(parts.vae, parts.text_encoder, parts.tokenizer, parts.unet,
                                              parts.scheduler, dual)
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
+
+    def _model_id(self) -> str:
+        """``--model`` when given, else the base model the concepts were learned on (concept.json)."""
+        if self.context.model:
+            return self.context.model
+        import json
+
+        from anogen_data.diffusion.loading import DEFAULT_MODEL
+
+        for meta in sorted(Path(self.context.concepts_dir or ".").glob("*/concept.json")):
+            return json.loads(meta.read_text(encoding="utf-8")).get("base_model") or DEFAULT_MODEL
+        return DEFAULT_MODEL
 
     def concept(self, defect: str) -> tuple[str, str, DualModules, dict]:
         """(whole adapter, part adapter, DualModules, concept.json) of ``defect``, loaded once.
@@ -288,9 +300,22 @@ class DualAnoDiffBackend(Backend):
             facts = json.loads(meta.read_text(encoding="utf-8"))
             if facts.get("method") != "dualanodiff":
                 raise AnogenError(f"{meta} is a '{facts.get('method')}' concept; --backend dualanodiff needs --method dualanodiff")
+            _check_base_model(meta, facts, self.pipeline().text_encoder)
             whole, part, dual = load_dual_concept(self.pipeline(), folder, prefix=f"{_safe(defect)}_")
             self._concepts[defect] = (whole, part, dual, facts)
         return self._concepts[defect]
+
+
+def _check_base_model(meta: Path, facts: dict, text_encoder) -> None:
+    """Raise when the concept was learned on another architecture than the one loaded for generation."""
+    from anogen_data.diffusion.loading import text_encoder_fingerprint
+
+    learned = facts.get("text_encoder_hash")
+    if learned and learned != text_encoder_fingerprint(text_encoder):
+        raise AnogenError(
+            f"{meta} was learned on base model '{facts.get('base_model')}', which does not match the model "
+            "loaded for generation; pass that model to --model (or re-learn the concept)"
+        )
 
 
 def _safe(name: str) -> str:

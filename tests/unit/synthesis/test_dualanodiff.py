@@ -145,3 +145,17 @@ def test_attention_fusion_changes_only_the_mask(concepts):
     np.testing.assert_array_equal(plain.images, fused.images)
     assert fused.masks.any() and set(np.unique(fused.masks)) <= {0, 255}
     assert not fused.masks.all()  # the attention map alone, thresholded at half its range
+
+
+def test_backend_refuses_a_concept_learned_on_another_model(tmp_path, concepts):
+    import shutil
+
+    shutil.copytree(concepts / "scratch", tmp_path / "scratch")
+    meta = tmp_path / "scratch" / "concept.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "text_encoder_hash": "0" * 16, "base_model": "sd-x"}))
+    backend = DualAnoDiffBackend(SynthesisContext(concepts_dir=str(tmp_path), model="tiny", device="cpu"))
+    image = _object_image(0)
+    recipe = backend.make_recipe(image, _layout("/g.png", 1), np.random.default_rng(0))
+    with pytest.raises(AnogenError, match="learned on base model 'sd-x'.*--model"):
+        backend.apply(image, _layout("/g.png", 1), recipe)
+    assert DualAnoDiffBackend(SynthesisContext(concepts_dir=str(tmp_path)))._model_id() == "sd-x"
