@@ -7,8 +7,6 @@ rule, the lineage, the contact sheet and citations of the methods that made the 
 
 from __future__ import annotations
 
-import yaml
-
 CITATIONS = {
     "mvtec": 'Bergmann et al., "MVTec AD: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection", CVPR 2019.',
     "anogen": 'Gui et al., "Few-Shot Anomaly-Driven Generation for Anomaly Classification and Segmentation", ECCV 2024.',
@@ -45,19 +43,36 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def front_matter(splits: list[str], total: int, license_name: str, backends: list[str]) -> dict:
-    """The YAML front matter as a dict."""
+def front_matter(splits: dict[str, dict], license_name: str, backends: list[str]) -> str:
+    """The YAML front matter (without the ``---`` fences), built with ``huggingface_hub.DatasetCardData``.
+
+    Args:
+        splits: {split: {"rows": n, "bytes": parquet bytes}} in the order the card lists them.
+
+    ``dataset_info`` (features, split sizes) is included: besides documenting the columns, it makes the
+    ``datasets`` cache key differ between versions, which the ``configs`` block alone does not.
+    """
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    from anogen_data.writers.hf import hf_features
+
     tags = ["anomaly-detection", "industrial-inspection", "mvtec", *(["synthetic", *backends] if backends else [])]
-    return {
-        "license": license_name,
-        "task_categories": ["image-segmentation", "image-classification"],
-        "tags": tags,
-        "size_categories": [size_category(total)],
-        "configs": [{
-            "config_name": "default",
-            "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
-        }],
-    }
+    card = DatasetCardData(
+        license=license_name,
+        task_categories=["image-segmentation", "image-classification"],
+        tags=tags,
+        size_categories=[size_category(sum(s["rows"] for s in splits.values()))],
+        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
+    )
+    split_dict = SplitDict()
+    for name, meta in splits.items():
+        split_dict.add(SplitInfo(name=name, num_bytes=meta["bytes"], num_examples=meta["rows"]))
+    info = DatasetInfo(features=hf_features(), splits=split_dict, config_name="default",
+                       dataset_size=sum(s["bytes"] for s in splits.values()))
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card)
+    return card.to_yaml()
 
 
 def _counts_table(counts: dict) -> str:
@@ -68,10 +83,10 @@ def _counts_table(counts: dict) -> str:
     return "\n".join(lines)
 
 
-def render_card(*, name: str, category: str, version: int, stats: dict, lineage: dict, splits: list[str],
+def render_card(*, name: str, category: str, version: int, stats: dict, lineage: dict, splits: dict[str, dict],
                 license_name: str, backends: list[str], include_learn: bool = True) -> str:
     """The full ``README.md`` text of the ``hf/`` folder."""
-    meta = yaml.safe_dump(front_matter(splits, stats["totals"]["images"], license_name, backends), sort_keys=False)
+    meta = front_matter(splits, license_name, backends)
     filters = stats.get("filters")
     filter_line = (
         f"Filters scored {filters['scored']} synthetic images and kept {filters['kept']} "
@@ -117,4 +132,4 @@ Columns: `image`, `mask` (255 = defect; None for good images), `label` (good/ano
 ## Citations
 
 """ + "\n".join(f"- {c}" for c in cites) + "\n"
-    return f"---\n{meta}---\n\n{body}"
+    return f"---\n{meta}\n---\n\n{body}"

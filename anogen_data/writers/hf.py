@@ -81,16 +81,17 @@ class HfWriter:
             shards.writer = None
 
     def close(self) -> dict[str, dict[str, int]]:
-        """Finish every shard and give it its final name; returns {split: {"rows": n, "shards": n}}."""
+        """Finish every shard and give it its final name; returns {split: {"rows", "shards", "bytes"}}."""
         out = {}
         for split, shards in self.splits.items():
             if shards.writer is not None:
                 shards.writer.finalize()
                 shards.writer = None
-            total = len(shards.paths)
+            total, size = len(shards.paths), 0
             for number, part in enumerate(shards.paths):
+                size += part.stat().st_size
                 part.rename(self.folder / f"{split}-{number:05d}-of-{total:05d}.parquet")
-            out[split] = {"rows": shards.rows, "shards": total}
+            out[split] = {"rows": shards.rows, "shards": total, "bytes": size}
         return out
 
     def abort(self) -> None:

@@ -244,7 +244,7 @@ def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator
     sheet_png = sheet.render()
     write_png(tmp / "contact_sheet.png", sheet_png)
     write_png(tmp / "hf" / "contact_sheet.png", sheet_png)
-    splits = [s for s in ("train", "test") if s in hf_splits]
+    splits = {s: hf_splits[s] for s in ("train", "test") if s in hf_splits}
     card = render_card(name=name, category=category, version=number, stats=stats, lineage=lineage, splits=splits,
                        license_name=cfg.license, backends=sorted(writers.backends),
                        include_learn=cfg.include_learn)

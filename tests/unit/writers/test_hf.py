@@ -63,8 +63,10 @@ def test_shards_rotate_and_are_named_of_total(tmp_path):
            "file_name": "a.png"}
     for _ in range(3):
         writer.add("train", row, nbytes=60)
-    assert writer.close() == {"train": {"rows": 3, "shards": 2}}
+    summary = writer.close()
     names = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert summary == {"train": {"rows": 3, "shards": 2,
+                                 "bytes": sum((tmp_path / "data" / n).stat().st_size for n in names)}}
     assert names == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
 
 
@@ -83,3 +85,18 @@ def test_card_states_where_learn_shots_went(inputs, tmp_path):
     card = (folder / "hf" / "README.md").read_text()
     assert "are left out of this version" in card and "real_NNN" not in card
     assert not list((folder / "mvtec").rglob("real_*"))
+
+
+def test_two_versions_do_not_share_a_datasets_cache_entry(written, inputs, tmp_path):
+    """The README ``configs`` block alone gives every version the same cache key in ``datasets``; the
+    card's ``dataset_info`` (split sizes) keeps a second version from loading the first one's rows."""
+    from datasets import load_dataset
+
+    from anogen_data.writers.version import write_version
+
+    other = write_version(tmp_path / "out", "widget", category="widget", index=inputs.index[:5])
+    cache = str(tmp_path / "cache")
+    first = load_dataset(str(written.folder / "hf"), cache_dir=cache)
+    second = load_dataset(str(other / "hf"), cache_dir=cache)
+    assert sum(len(first[s]) for s in first) == len(written.inputs.index) + len(written.inputs.records)
+    assert sum(len(second[s]) for s in second) == 5
