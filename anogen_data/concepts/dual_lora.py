@@ -19,6 +19,7 @@ Artefacts (diffusers' own formats, so a stock pipeline loads them):
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -77,8 +78,10 @@ def add_branch_adapters(unet, text_encoder=None, rank: int = 32) -> None:
     for model, targets in models:
         model.requires_grad_(False)
         config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
-        for branch in BRANCHES:
-            model.add_adapter(config, adapter_name=branch)
+        with warnings.catch_warnings():  # peft warns on the second adapter: two adapters is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            for branch in BRANCHES:
+                model.add_adapter(config, adapter_name=branch)
         for module in model.modules():
             if isinstance(module, BaseTunerLayer):
                 module.set_adapter(list(BRANCHES))  # both active; rows pick theirs via branch_adapters
@@ -351,8 +354,15 @@ def load_dual_concept(pipe, folder: Path, prefix: str = "") -> tuple[str, str, D
     Returns:
         (whole adapter name, part adapter name, DualModules); adapter names are ``prefix + branch``.
     """
+    from transformers.utils import logging as hf_logging
+
     folder = Path(folder)
-    for branch in BRANCHES:
-        pipe.load_lora_weights(folder, weight_name=lora_weight_name(branch), adapter_name=prefix + branch)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the OTHER adapters' keys as "missing"
+    try:
+        for branch in BRANCHES:
+            pipe.load_lora_weights(folder, weight_name=lora_weight_name(branch), adapter_name=prefix + branch)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     dual = DualModules.from_pretrained(folder / "dual_modules")
     return prefix + WHOLE, prefix + PART, dual
