@@ -1,8 +1,8 @@
 """DualAnoDiff throughput (Jin et al., CVPR 2025): the release's way vs ours, side by side in one run.
 
-Generation, pairs/s: the release's loop generates ONE pair per pipeline call in fp32; ours batches
-``--batch`` pairs per call (rows interleaved, SAIM/BCM on), in half precision on CUDA (fp32 on CPU),
-SDPA attention either way. Training, steps/s and peak memory: fp32 without gradient checkpointing
+Generation, pairs/s: the release's loop generates ONE pair per pipeline call in fp32 with classic
+attention (softmax(QK^T)V); ours batches ``--batch`` pairs per call (rows interleaved, SAIM/BCM on), in
+half precision on CUDA (fp32 on CPU), SDPA, channels_last on CUDA (``diffusion.speed``). Training, steps/s and peak memory: fp32 without gradient checkpointing
 (the release) vs ours (half-precision frozen model + fp32 LoRA/SAIM/BCM on CUDA, gradient checkpointing).
 
 ``--size full`` is the real SD-1.5 architecture with random weights (cost equals the trained model's;
@@ -27,6 +27,7 @@ import torch
 
 from anogen_data.concepts.dual_lora import DualTrainOptions, add_branch_adapters, train_dual_lora
 from anogen_data.diffusion.loading import Components
+from anogen_data.diffusion.speed import optimise_for_inference, use_reference_attention
 from anogen_data.diffusion.tiny import build_full_sd15_components, build_tiny_components
 from anogen_data.synthesis.dual_attention import DualModules
 from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
@@ -34,15 +35,17 @@ from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
-def components(size: str, device: torch.device, dtype: torch.dtype) -> Components:
-    """Random-weight components with both branch LoRA adapters (a loaded concept costs the same)."""
+def components(size: str, device: torch.device, dtype: torch.dtype, ours: bool) -> Components:
+    """Random-weight components with both branch LoRA adapters (a loaded concept costs the same), on our
+    speed path (``diffusion.speed.optimise_for_inference``) or the reference one (classic attention)."""
     parts = build_full_sd15_components(0) if size == "full" else build_tiny_components(0)
     for name in ("unet", "vae", "text_encoder"):
         parts[name].requires_grad_(False).to(device=device, dtype=dtype)
     add_branch_adapters(parts["unet"], parts["text_encoder"], rank=32 if size == "full" else 4)
     for model in (parts["unet"], parts["text_encoder"]):
         model.to(device=device, dtype=dtype)
-    return Components(**parts, model_id=size, device=device, dtype=dtype)
+    built = Components(**parts, model_id=size, device=device, dtype=dtype)
+    return optimise_for_inference(built) if ours else use_reference_attention(built)
 
 
 def sync(device: torch.device) -> None:
@@ -99,11 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     half = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if device.type == "cuda" else torch.float32
-    reference = components(args.size, device, torch.float32)
+    reference = components(args.size, device, torch.float32, ours=False)
     ref_gen = pairs_per_second(reference, args.pairs, 1, args.steps)
     ref_train = train_speed(reference, args.train_steps, checkpointing=False)
     del reference
-    ours = components(args.size, device, half)
+    ours = components(args.size, device, half, ours=True)
     our_gen = pairs_per_second(ours, args.pairs, args.batch, args.steps)
     our_train = train_speed(ours, args.train_steps, checkpointing=True)
     report(args, device, half, (ref_gen, our_gen), (ref_train, our_train))

@@ -100,12 +100,13 @@ class BCMAttnProcessor:
 
     In "read" mode rows ``2i`` (whole image) take keys/values from ``bcm.mix(own, bank[(i) % R])`` where R
     is the number of stored references; part rows (odd) keep their own tokens. The attention itself is
-    diffusers' ``AttnProcessor2_0`` (SDPA), so LoRA layers on ``to_q/to_k/to_v/to_out`` still apply.
+    the processor the layer had before (SDPA on our path, classic attention on the reference path), so
+    LoRA layers on ``to_q/to_k/to_v/to_out`` still apply.
     """
 
-    def __init__(self, name: str, bcm: BCM, state: DualState) -> None:
+    def __init__(self, name: str, bcm: BCM, state: DualState, inner=None) -> None:
         self.name, self.bcm, self.state = name, bcm, state
-        self.inner = AttnProcessor2_0()
+        self.inner = inner if inner is not None else AttnProcessor2_0()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         state = self.state
@@ -172,7 +173,7 @@ class DualModules(ModelMixin, ConfigMixin):
         handles, old = [], []
         for name, block in blocks:
             old.append((block.attn1, block.attn1.processor))
-            block.attn1.set_processor(BCMAttnProcessor(name, self.bcm[_key(name)], state))
+            block.attn1.set_processor(BCMAttnProcessor(name, self.bcm[_key(name)], state, block.attn1.processor))
             handles.append(block.register_forward_hook(self._saim_hook(self.saim[_key(name)])))
         try:
             yield state
