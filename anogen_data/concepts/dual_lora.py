@@ -130,10 +130,12 @@ def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], adapters: Se
 
 
 def to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """uint8 (H, W, C) images -> float (N, C, size, size) in [-1, 1] (area-resized)."""
-    batch = torch.stack([torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1) for im in images]).float()
-    batch = F.interpolate(batch, size=(size, size), mode="area") if batch.shape[-1] != size else batch
-    return batch / 127.5 - 1.0
+    """uint8 (H, W, C) images of any sizes -> float (N, C, size, size) in [-1, 1] (area-resized each)."""
+    out = []
+    for image in images:
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        out.append(F.interpolate(x, size=(size, size), mode="area") if x.shape[-2:] != (size, size) else x)
+    return torch.cat(out) / 127.5 - 1.0
 
 
 def shot_tensors(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int) -> torch.Tensor:

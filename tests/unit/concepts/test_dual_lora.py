@@ -154,3 +154,10 @@ def test_gradient_checkpointing_trains_the_same_as_without():
     # step 2 differs only by float noise: Adam turns ~1e-9 gradients of zero-initialised SAIM q/k/v into
     # full-size steps of either sign, so allow a small relative difference
     np.testing.assert_allclose(runs[0], runs[1], rtol=2e-3)
+
+
+def test_to_tensor_resizes_every_image_to_the_square_side():
+    images = [np.zeros((16, 24, 3), np.uint8), np.full((40, 16, 3), 255, np.uint8)]
+    batch = to_tensor(images, 16)
+    assert batch.shape == (2, 3, 16, 16)
+    assert float(batch[0].max()) == -1.0 and float(batch[1].min()) == 1.0
