@@ -27,9 +27,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE_FILES = [REPO / "dvc.yaml", *sorted((REPO / "pipelines").glob("*/dvc.yaml"))]
-# stage name -> command words after `anogen-data`
+# stage name -> command words after `anogen-data` (every other stage runs `anogen-data <stage>`)
 COMMAND_OF_STAGE = {"learn": ("concepts", "learn")}
-# stages whose configs resolve with another section name than the stage (none today)
 INTERP = re.compile(r"\$\{\s*([a-zA-Z_][\w.]*)\s*\}")
 
 
@@ -52,16 +51,15 @@ def _cli_commands() -> dict[tuple[str, ...], object]:
     return found
 
 
-def _stages() -> list[tuple[Path, object]]:
+def _stages(root: Path = REPO, files=PIPELINE_FILES) -> list[tuple[Path, object]]:
     """Resolved DVC stages of every pipeline file: [(pipeline file, PipelineStage)]."""
     from dvc.repo import Repo
 
-    repo = Repo(str(REPO), uninitialized=True)
+    repo = Repo(str(root), uninitialized=True)
     try:
         stages = []
-        for path in PIPELINE_FILES:
-            rel = path.relative_to(REPO).as_posix()
-            stages += [(path, stage) for stage in repo.stage.collect(rel)]
+        for path in files:
+            stages += [(path, stage) for stage in repo.stage.collect(str(path))]
         return stages
     finally:
         repo.close()
@@ -157,8 +155,8 @@ def test_pipelines_exist():
             assert (REPO / "pipelines" / name / file).is_file(), f"pipelines/{name}/{file} is missing"
 
 
-@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
-def test_stage_is_a_registered_command(pipeline, stage):
+def check_command(pipeline, stage):
+    """The stage runs its registered command with known options and every required one."""
     group = _group(stage)
     words = COMMAND_OF_STAGE.get(group, (group,))
     argv = _argv(stage)
@@ -167,8 +165,8 @@ def test_stage_is_a_registered_command(pipeline, stage):
     _parse(stage, COMMANDS[words], argv[len(words):])
 
 
-@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
-def test_stage_params_are_config_fields(pipeline, stage):
+def check_params(pipeline, stage):
+    """Every params key and every ${section.key} in cmd is a field of the stage's config dataclass."""
     group = _group(stage)
     raw = yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"][group]
     raw_cmd = (raw.get("do") or raw)["cmd"]
@@ -191,8 +189,8 @@ def test_stage_params_are_config_fields(pipeline, stage):
         assert section == group and name in fields, f"{pipeline}: ${{{expr}}} in {group}.cmd is not a {group} config field"
 
 
-@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
-def test_cmd_paths_are_declared(pipeline, stage):
+def check_paths(pipeline, stage):
+    """Every path on the cmd line is a declared dep/out (or inside one; roots of outs/data deps)."""
     group = _group(stage)
     words = COMMAND_OF_STAGE.get(group, (group,))
     assert words in COMMANDS, f"anogen-data {' '.join(words)} is not a registered command"
@@ -204,7 +202,7 @@ def test_cmd_paths_are_declared(pipeline, stage):
         if name == "params":
             assert has_params, f"{stage}: --params given but no params: declared"
             continue
-        if name == "data" and value == "demo" or not (_is_path_param(param) or name == "data"):
+        if (name == "data" and value == "demo") or not (_is_path_param(param) or name == "data"):
             continue
         path = PurePosixPath(value)
         covered = any(path == d or d in path.parents for d in deps + outs)
@@ -213,6 +211,42 @@ def test_cmd_paths_are_declared(pipeline, stage):
         if name == "data":  # a data root: the stage reads ROOT/<category>
             covered = covered or any(path in d.parents for d in deps)
         assert covered, f"{pipeline}: {stage.name} uses {value} ({'--' + name}) but declares it in neither deps nor outs"
+
+
+@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
+def test_stage_is_a_registered_command(pipeline, stage):
+    check_command(pipeline, stage)
+
+
+@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
+def test_stage_params_are_config_fields(pipeline, stage):
+    check_params(pipeline, stage)
+
+
+@pytest.mark.parametrize(("pipeline", "stage"), STAGES, ids=_ids())
+def test_cmd_paths_are_declared(pipeline, stage):
+    check_paths(pipeline, stage)
+
+
+BROKEN = {
+    "unknown option": ("anogen-data index --data demo --category demo --out runs/i --colour red", "not an option"),
+    "other command": ("anogen-data propose --index runs/i/index.jsonl --out runs/i", "must run anogen-data index"),
+    "undeclared path": ("anogen-data index --data demo --category demo --out runs/elsewhere", "neither deps nor outs"),
+    "unknown param": ("anogen-data index --data demo --category ${index.colour} --out runs/i", "not a index config field"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_checks_reject_a_broken_pipeline(tmp_path, case):
+    cmd, message = BROKEN[case]
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "params.yaml").write_text("index:\n  seed: 0\n  colour: red\n", encoding="utf-8")
+    stage = {"cmd": cmd, "params": ["index.seed"], "outs": ["runs/i"]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"index": stage}}), encoding="utf-8")
+    (pipeline, resolved), = _stages(tmp_path, [tmp_path / "dvc.yaml"])
+    with pytest.raises(AssertionError, match=message):
+        for check in (check_command, check_params, check_paths):
+            check(pipeline, resolved)
 
 
 def test_root_pipeline_declares_metrics_plots_artifacts():
