@@ -186,15 +186,20 @@ def background_only(image: np.ndarray, foreground: np.ndarray, max_fraction: flo
     return cv2.inpaint(image, (foreground > 0).astype(np.uint8), 5, cv2.INPAINT_TELEA)
 
 
+REFERENCE_FIT = 16  # good images the foreground (background colour) model is fitted on, once per run
+
+
 class DualAnoDiffBackend(Backend):
     """``dualanodiff``: whole image + part image per sample; the mask comes from the part (pixel quality).
 
     The recipe holds the pair's seed and its BCM reference: the layout's good image (``source_path``),
-    with its foreground (``layout.foreground``) removed. The generated image replaces the source (the
-    method renders the whole object), resized to the source's size; the layout box is not used.
+    with its foreground (:mod:`anogen_data.layout.foreground`) inpainted away. The generated image
+    replaces the source (the method renders the whole object), resized to the source's size; the
+    layout box is not used (the record's box comes from the mask).
 
-    Context: ``concepts_dir`` (output of ``concepts learn --method dualanodiff``), ``model``, ``device``,
-    ``dtype``, ``batch_size`` and ``options`` (``steps``, ``guidance``, ``resolution``, ``saim``, ``bcm``).
+    Context: ``concepts_dir`` (output of ``concepts learn --method dualanodiff``), ``model`` (default:
+    the concepts' base model), ``device``, ``dtype``, ``good_paths`` (fit the foreground model) and
+    ``options`` (``steps``, ``guidance``, ``resolution``, ``saim``, ``bcm``, ``attention_fusion``).
     """
 
     name = "dualanodiff"
@@ -204,6 +209,7 @@ class DualAnoDiffBackend(Backend):
         super().__init__(context)
         self._pipe: DualAnoDiffPipeline | None = None
         self._concepts: dict[str, tuple[str, str, DualModules, dict]] = {}
+        self._background = None  # layout.foreground.BackgroundModel of the good images, fitted once
 
     def make_recipe(self, image: np.ndarray, layout: Layout, rng: np.random.Generator) -> dict:
         options = self.context.options or {}
@@ -232,12 +238,10 @@ class DualAnoDiffBackend(Backend):
     def _generate(self, defect: str, steps: int, guidance: float, images, recipes) -> list[tuple[np.ndarray, np.ndarray]]:
         import cv2
 
-        from anogen_data.layout.foreground import estimate_foreground
-
         pipe = self.pipeline()
         whole, part, dual, facts = self.concept(defect)
         pipe.dual.load_state_dict(dual.state_dict())
-        backgrounds = [background_only(im, fg) for im, fg in zip(images, estimate_foreground(images), strict=True)]
+        backgrounds = [background_only(im, self.foreground(im)) for im in images]
         options = self.context.options or {}
         out = pipe(
             backgrounds, [torch.Generator().manual_seed(r["seed"]) for r in recipes],
@@ -252,6 +256,19 @@ class DualAnoDiffBackend(Backend):
             pairs.append((cv2.resize(gen, (w, h), interpolation=cv2.INTER_CUBIC if w > gen.shape[1] else cv2.INTER_AREA),
                           cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)))
         return pairs
+
+    def foreground(self, image: np.ndarray) -> np.ndarray:
+        """Foreground of one good image, uint8 (H, W) {0, 255}, from a background model fitted once on
+        the first ``REFERENCE_FIT`` good images (or on the image alone): never on the batch, so a sample's
+        bytes do not depend on its batch-mates."""
+        from anogen_data.data.image_io import read_image
+        from anogen_data.layout.foreground import fit_background, foreground_mask
+
+        if self._background is None and self.context.good_paths:
+            paths = sorted(self.context.good_paths)[:REFERENCE_FIT]
+            self._background = fit_background([read_image(Path(p)) for p in paths])
+        model = self._background if self._background is not None else fit_background([image])
+        return foreground_mask(image, model)
 
     def pipeline(self) -> DualAnoDiffPipeline:
         """The pipeline on the context's model/device/dtype (built once per backend)."""

@@ -93,12 +93,18 @@ def _layout(source: str, number: int, hw=(40, 48)) -> Layout:
                   bbox_xyxy=(4, 4, 12, 12), mask_rle={"size": list(hw), "counts": ""}, seed=number, shape_source="perlin")
 
 
-def test_backend_records_the_bcm_reference_and_returns_source_sized_pixel_masks(concepts):
+def test_backend_records_the_bcm_reference_and_returns_source_sized_pixel_masks(concepts, tmp_path):
+    from anogen_data.data.image_io import write_png
+
     assert get_backend("dualanodiff") is DualAnoDiffBackend
-    context = SynthesisContext(concepts_dir=str(concepts), model="tiny", device="cpu",
+    images = [_object_image(7, (40, 48)), _object_image(8, (40, 48))]
+    good = [tmp_path / f"{i:03d}.png" for i in range(2)]
+    for path, image in zip(good, images):
+        write_png(path, image)
+    context = SynthesisContext(concepts_dir=str(concepts), model="tiny", device="cpu", good_paths=tuple(map(str, good)),
                                options={"steps": 2, "resolution": SIZE})
     backend = DualAnoDiffBackend(context)
-    images = [_object_image(7, (40, 48)), _object_image(8, (40, 48))]
+    assert backend.foreground(images[0])[20, 24] == 255 and backend.foreground(images[0])[1, 1] == 0
     layouts = [_layout("/good/000.png", 1), _layout("/good/001.png", 2)]
     recipes = [backend.make_recipe(im, lay, np.random.default_rng(lay.seed)) for im, lay in zip(images, layouts)]
     assert [r["reference"] for r in recipes] == ["/good/000.png", "/good/001.png"]
