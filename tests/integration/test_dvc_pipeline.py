@@ -82,7 +82,7 @@ def test_smoke_pipeline_repro_rerun_experiment_metrics(smoke_repo):
     n = yaml.safe_load((smoke_repo / "params.yaml").read_text())["generate"]["n"]
     experiment = _dvc(smoke_repo, "exp", "run", "-S", f"generate.n={n - 4}")
     ran = _ran(experiment)
-    assert {"generate", "filter", "export", "train", "benchmark"} <= ran, experiment
+    assert {"generate", "filter", "export", "quality", "train", "benchmark"} <= ran, experiment
     assert not ran & {"index", "propose"}, f"index/propose reran after changing generate.n:\n{experiment}"
     records = (smoke_repo / "runs" / "demo" / "synth" / "records.jsonl").read_text().splitlines()
     assert len(records) == n - 4
