@@ -127,7 +127,7 @@ def main() -> None:
         for n, label in zip(names, (
             f"`compute_pro` sweep, {args.thresholds} thresholds, GT relabelled per threshold",
             "same sweep, GT labelled once",
-            "ours: sort anomalous pixels, partition normal ones (`detector.metrics.aupro`)",
+            "ours: sort anomalous pixels, count normal ones into score cells (`detector.metrics.aupro`)",
         ))
     )
     section = (
