@@ -18,9 +18,21 @@ use 64 (discriminative) / 128 (reconstructive); 8-16 trains in minutes on a lapt
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PRIOR = 0.01  # initial P(defect) of every pixel (focal-loss prior init, Lin et al., ICCV 2017)
+
+
+def prior_head(c_in: int, kernel: int = 3) -> nn.Conv2d:
+    """The 1-channel logit layer, bias set so that sigmoid(output) starts at ``PRIOR``: defects are
+    rare pixels, and a head starting at 0.5 spends its first hundreds of steps learning only that."""
+    head = nn.Conv2d(c_in, 1, kernel, padding=kernel // 2)
+    nn.init.constant_(head.bias, math.log(PRIOR / (1 - PRIOR)))
+    return head
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -65,7 +77,7 @@ class DiscriminativeUNet(nn.Module):
             self.ups.append(up_block(c_prev, skip_w))
             self.decoder.append(conv_block(2 * skip_w, skip_w))
             c_prev = skip_w
-        self.head = nn.Conv2d(c_prev, 1, 3, padding=1)
+        self.head = prior_head(c_prev)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -195,7 +207,7 @@ class DeSTSegDetector(nn.Module):
         self.taps = [self._tap(maps, image_size, s) for s in self.strides]
         channels = tuple(maps[i].shape[1] for i in self.taps)
         self.student = Student(channels, self.strides, base_width)
-        self.head = nn.Sequential(conv_block(sum(channels), seg_width), nn.Conv2d(seg_width, 1, 1))
+        self.head = nn.Sequential(conv_block(sum(channels), seg_width), prior_head(seg_width, kernel=1))
 
     @staticmethod
     def _tap(maps: list[torch.Tensor], size: int, stride: int) -> int:
