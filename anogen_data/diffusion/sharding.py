@@ -9,7 +9,9 @@ has its own seed, so the bytes do not depend on which process made it either). U
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from anogen_data.errors import AnogenError
@@ -63,3 +65,51 @@ def current_shard() -> tuple[int, int]:
 
     state = PartialState()
     return state.process_index, state.num_processes
+
+
+def shard_dir(out_dir: Path, process_index: int) -> Path:
+    """Where process ``process_index`` writes its synthesis output under ``out_dir``."""
+    return Path(out_dir) / f".shard-{process_index:03d}"
+
+
+def merge_shard_outputs(out_dir: Path, layout_ids: Sequence[str], num_processes: int) -> int:
+    """Merge per-process synthesis folders into ``out_dir`` (images/, masks/, records.jsonl in layout order).
+
+    Process p wrote ``shard_dir(out_dir, p)/{records.jsonl, images/, masks/}`` for the layouts
+    ``layout_ids[p::num_processes]``; run this on the main process after ``wait_for_everyone()``.
+    Image/mask paths in the records stay relative (``images/<id>.png``), so the merged folder looks
+    exactly like a single-process run.
+
+    Returns:
+        The number of merged records.
+
+    Raises:
+        AnogenError: a shard is missing records (a process failed): nothing is moved.
+    """
+    import json
+
+    from anogen_data.files import read_jsonl
+
+    out_dir = Path(out_dir)
+    parts = []
+    for p in range(num_processes):
+        folder = shard_dir(out_dir, p)
+        rows = read_jsonl(folder / "records.jsonl") if (folder / "records.jsonl").is_file() else []
+        expected = [layout_ids[i] for i in shard_indices(len(layout_ids), p, num_processes)]
+        if [r["id"] for r in rows] != expected:
+            raise AnogenError(f"{folder}/records.jsonl holds {len(rows)} of its {len(expected)} samples; "
+                              "a process failed, rerun the same command with --resume")
+        parts.append(rows)
+    merged = merge_shards(parts, total=len(layout_ids))
+    for sub in ("images", "masks"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    for p in range(num_processes):
+        folder = shard_dir(out_dir, p)
+        for row in parts[p]:
+            for key in ("image_path", "mask_path"):
+                (folder / row[key]).replace(out_dir / row[key])
+    with open(out_dir / "records.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(row, sort_keys=True) + "\n" for row in merged)
+    for p in range(num_processes):
+        shutil.rmtree(shard_dir(out_dir, p), ignore_errors=True)
+    return len(merged)

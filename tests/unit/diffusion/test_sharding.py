@@ -39,3 +39,45 @@ def test_single_process_outside_accelerate():
     from anogen_data.diffusion.sharding import current_shard
 
     assert current_shard() == (0, 1)
+
+
+def _fake_shard(out_dir, p, ids):
+    """What process p's run_synthesis leaves: records.jsonl + images/ + masks/ for its layouts."""
+    import json
+
+    from anogen_data.diffusion.sharding import shard_dir
+
+    folder = shard_dir(out_dir, p)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    with open(folder / "records.jsonl", "w") as fh:
+        for i in ids:
+            (folder / "images" / f"{i}.png").write_bytes(f"image {i}".encode())
+            (folder / "masks" / f"{i}.png").write_bytes(f"mask {i}".encode())
+            fh.write(json.dumps({"id": i, "image_path": f"images/{i}.png", "mask_path": f"masks/{i}.png"}) + "\n")
+
+
+def test_merged_folder_looks_like_a_single_process_run(tmp_path):
+    import json
+
+    from anogen_data.diffusion.sharding import merge_shard_outputs
+
+    ids = [f"syn_{i:06d}" for i in range(7)]
+    for p in range(3):
+        _fake_shard(tmp_path, p, shard(ids, p, 3))
+    assert merge_shard_outputs(tmp_path, ids, 3) == 7
+    rows = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ids
+    assert all((tmp_path / r["image_path"]).read_bytes() == f"image {r['id']}".encode() for r in rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "masks", "records.jsonl"]
+
+
+def test_a_failed_process_leaves_everything_in_place(tmp_path):
+    from anogen_data.diffusion.sharding import merge_shard_outputs
+
+    ids = [f"syn_{i:06d}" for i in range(6)]
+    _fake_shard(tmp_path, 0, shard(ids, 0, 2))
+    _fake_shard(tmp_path, 1, shard(ids, 1, 2)[:-1])
+    with pytest.raises(AnogenError, match="holds 2 of its 3 samples"):
+        merge_shard_outputs(tmp_path, ids, 2)
+    assert not (tmp_path / "records.jsonl").exists() and not (tmp_path / "images").exists()
