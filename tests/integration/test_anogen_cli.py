@@ -75,3 +75,25 @@ def test_cuda_without_cuda_and_missing_model_folder_exit_1_writing_nothing(run_c
 def test_unknown_method_is_a_usage_error(run_cli, demo_index, tmp_path):
     code, _, err = run_cli("concepts", "learn", "--method", "dreambooth", "--index", demo_index, "--out", tmp_path / "c")
     assert code == 2 and "dreambooth" in err
+
+
+def test_shot_selection_is_seeded_and_keeps_index_order(demo_index):
+    from anogen_data.records import read_index
+    from anogen_data.stages.learn import learn_shots_by_defect, pick_shots
+
+    groups = learn_shots_by_defect(read_index(demo_index), demo_index, None)
+    assert sorted(groups) == ["scratch", "spot"] and all(len(v) == 2 for v in groups.values())
+    import dataclasses
+
+    entries = [dataclasses.replace(groups["scratch"][0], path=f"/shots/{i}.png") for i in range(6)]
+    one, again = pick_shots(entries, 3, seed=4), pick_shots(entries, 3, seed=4)
+    assert one == again and len(one) == 3
+    assert [entries.index(e) for e in one] == sorted(entries.index(e) for e in one)
+    assert pick_shots(entries, 0, seed=4) == entries
+
+
+def test_index_without_learn_shots_for_the_defect_is_a_clear_error(run_cli, demo_index, tmp_path):
+    code, _, err = run_cli("concepts", "learn", "--index", demo_index, "--out", tmp_path / "c",
+                           "--model", "tiny", "--defect", "hole")
+    assert code == 1 and "no role 'learn' anomalies for defect type 'hole'" in err
+    assert not (tmp_path / "c").exists()
