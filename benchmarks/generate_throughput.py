@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rss-n", type=int, default=100)
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
-    rows = []
+    rows, load_before = [], os.getloadavg()[0]
     cats = [("demo", args.n)] + ([("bottle", args.bottle_n)] if (SHARED / "mvtec_bottle").is_dir() else [])
     for name, n in cats:
         entries = category_entries(name)
@@ -97,7 +97,8 @@ def main() -> None:
     lines = [
         f"\n## generate_throughput ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)\n",
         f"Machine: {machine()} (shared with other jobs). `python benchmarks/generate_throughput.py "
-        f"--n {args.n} --bottle-n {args.bottle_n} --rss-n {args.rss_n}`; synthesis step only (layouts proposed first).\n",
+        f"--n {args.n} --bottle-n {args.bottle_n} --rss-n {args.rss_n}`; synthesis step only (layouts proposed first). "
+        f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a busy box hides the workers gain).\n",
         "| category | backend | n | images/s, 1 worker | images/s, 2 workers | speed-up (aim >= 1.6x) |",
         "|---|---|---|---|---|---|",
         *rows,
