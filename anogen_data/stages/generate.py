@@ -66,10 +66,11 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
         raise AnogenError(f"--n must be at least 1 (got {config.n})")
     if layouts_file is not None:
         layouts = read_layouts(Path(layouts_file))
-        if len(layouts) < config.n:
-            raise AnogenError(f"{layouts_file} holds {len(layouts)} layouts but --n is {config.n}; propose more (--n)")
         if config.defect is not None:
             layouts = [x for x in layouts if x.defect_type == config.defect]
+        if len(layouts) < config.n:
+            what = f" of defect type '{config.defect}'" if config.defect else ""
+            raise AnogenError(f"{layouts_file} holds {len(layouts)} layouts{what} but --n is {config.n}; propose more (--n)")
         return layouts[: config.n]
     shape = "perlin" if (config.shape == "auto" and backend == "perlin") else config.shape
     propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape, seed=config.seed)

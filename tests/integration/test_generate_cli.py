@@ -50,6 +50,9 @@ def test_propose_then_generate_no_export(run_cli, demo_index, tmp_path):
     records = read_records(tmp_path / "synth" / "records.jsonl")
     assert [r.id for r in records] == [x.id for x in layouts[:5]]
     assert all((tmp_path / "synth" / r.image_path).is_file() for r in records)
+    code, _, err = run_cli("generate", "--category", "demo", "--n", 9, "--index", demo_index, "--layouts",
+                           tmp_path / "layouts" / "layouts.jsonl", "--no-export", "--out", tmp_path / "more")
+    assert code == 1 and "holds 8 layouts but --n is 9" in err
 
 
 def test_workers_do_not_change_the_bytes(run_cli, demo_index, tmp_path):
