@@ -6,7 +6,9 @@ layout (``shape_source = "real:<mask path>"``), warps it with the *same* albumen
 ``propose`` used to make the layout's mask (``layout.shapes.real_shape`` with the layout's seed), jitters
 brightness/contrast/hue, and blends it into the layout's box with Poisson editing (Perez et al.,
 SIGGRAPH 2003; ``cv2.seamlessClone``: "normal" for blob-like defects, "mixed" for thin ones, which keeps
-the stronger of source and target gradients) and a feathered alpha at the border.
+the stronger of source and target gradients) and a feathered alpha at the border. When the Poisson
+solution shifts the defect's mean colour by more than MAX_DRIFT (its boundary crossed a strong edge,
+e.g. the bright background beside a bottle), the warped defect is pasted with the feathered alpha only.
 
 Output mask: the layout's mask (the warped real mask clipped to the foreground), uint8 (H, W), 255 =
 defect; with ``options.refine = true`` it is further restricted to pixels that visibly changed. Pixels
@@ -30,6 +32,7 @@ from anogen_data.synthesis.colour import apply_jitter, draw_jitter
 
 THIN = 0.35  # mask area / (perimeter * short side) below this counts as thin -> mixed clone
 PAD = 8  # px of reflection padding so that seamlessClone never meets the image border
+MAX_DRIFT = 40.0  # grey levels: above this mean colour shift the Poisson result is dropped for a plain paste
 CLONE_ERODE = 3  # seamlessClone erodes its mask by 3 px internally; we dilate by as much first
 
 
@@ -114,6 +117,10 @@ class PasteBackend(Backend):
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         clone_mask = cv2.dilate(roi_mask, kernel)
         cloned = _seamless(source, target, clone_mask, recipe["mode"])
+        inside = roi_mask > 0
+        drift = np.abs(cloned[inside].astype(np.float32).mean(0) - source[inside].astype(np.float32).mean(0)).max()
+        if drift > MAX_DRIFT:  # the Poisson membrane pulled in a strong edge (e.g. a bright background)
+            cloned = source
         alpha = cv2.GaussianBlur((clone_mask > 0).astype(np.float32), (0, 0), recipe["feather_px"] / 2.0)
         alpha = np.maximum(alpha, (roi_mask > 0).astype(np.float32))[..., None]
         out = image.copy()
