@@ -11,6 +11,10 @@ Backends: CutPaste (Li et al., CVPR 2021), DRAEM Perlin (Zavrtanik et al., ICCV 
 defect paste (CPU), AnoGen (Gui et al., ECCV 2024) and DualAnoDiff (Jin et al., CVPR 2025) on GPU.
 
 Conventions: images are uint8 RGB (H, W, 3); masks are uint8 (H, W) with values {0, 255}, 255 = defect.
+A backend may put facts about a sample that belong in its record (not only in its recipe) under the
+recipe key ``"extra"`` (:data:`RECIPE_EXTRA`): a JSON-able dict the runner merges into
+``SynthRecord.extra`` (e.g. DualAnoDiff's BCM reference image). The runner's own keys
+(``shape_source``) win on a clash.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import numpy as np
 
 from anogen_data.errors import AnogenError
 from anogen_data.records import IndexEntry, Layout
+
+RECIPE_EXTRA = "extra"  # recipe key of the backend facts merged into SynthRecord.extra
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class Backend(ABC):
     @abstractmethod
     def make_recipe(self, image: np.ndarray, layout: Layout, rng: np.random.Generator) -> dict:
         """Draw every random parameter of one sample into a JSON-able dict (no pixels yet).
+
+        Facts for the sample's record go under ``recipe[RECIPE_EXTRA]`` (a dict; see the module docstring).
 
         Args:
             image: the source good image, uint8 (H, W, 3).

@@ -31,7 +31,7 @@ from anogen_data.concepts.dual_lora import (
 )
 from anogen_data.errors import AnogenError
 from anogen_data.records import Layout
-from anogen_data.synthesis.base import Backend
+from anogen_data.synthesis.base import RECIPE_EXTRA, Backend
 from anogen_data.synthesis.dual_attention import DualModules, average_map, capture_cross_attention
 from anogen_data.synthesis.dual_mask import fuse_attention, mask_agreement, part_mask
 
@@ -193,7 +193,8 @@ class DualAnoDiffBackend(Backend):
     """``dualanodiff``: whole image + part image per sample; the mask comes from the part (pixel quality).
 
     The recipe holds the pair's seed and its BCM reference: the layout's good image (``source_path``),
-    with its foreground (:mod:`anogen_data.layout.foreground`) inpainted away. The generated image
+    with its foreground (:mod:`anogen_data.layout.foreground`) inpainted away; the reference's path is
+    also put in the record (``recipe["extra"]["bcm_reference"]`` -> ``SynthRecord.extra``). The generated image
     replaces the source (the method renders the whole object), resized to the source's size; the
     layout box is not used (the record's box comes from the mask).
 
@@ -216,6 +217,7 @@ class DualAnoDiffBackend(Backend):
         return {
             "seed": int(rng.integers(0, 2**31 - 1)),
             "reference": layout.source_path,
+            RECIPE_EXTRA: {"bcm_reference": layout.source_path},
             "steps": int(options.get("steps", 100)),
             "guidance": float(options.get("guidance", 2.5)),
         }

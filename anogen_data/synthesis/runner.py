@@ -26,7 +26,7 @@ from anogen_data.data.image_io import read_image, write_png
 from anogen_data.layout.rle import mask_bbox
 from anogen_data.records import Layout, SynthRecord, to_row
 from anogen_data.synthesis import CPU_BACKENDS, get_backend
-from anogen_data.synthesis.base import Backend, SynthesisContext, check_output
+from anogen_data.synthesis.base import RECIPE_EXTRA, Backend, SynthesisContext, check_output
 
 RECORDS = "records.jsonl"
 SYNTH_STREAM = 2  # rng stream of a sample's synthesis (1 = its layout)
@@ -62,7 +62,7 @@ def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path)
             id=layout.id, category=layout.category, defect_type=layout.defect_type, backend=backend.name,
             seed=layout.seed, source_path=layout.source_path, image_path=f"images/{layout.id}.png",
             mask_path=f"masks/{layout.id}.png", mask_quality=backend.mask_quality, bbox_xyxy=tuple(box),
-            recipe=recipe, extra={"shape_source": layout.shape_source},
+            recipe=recipe, extra={**recipe.get(RECIPE_EXTRA, {}), "shape_source": layout.shape_source},
         )
         rows.append(to_row(record))
     return rows

@@ -52,6 +52,8 @@ def test_learn_then_generate_writes_a_verified_version_with_pixel_masks(run_cli,
     for record in records:
         assert record.backend == "dualanodiff" and record.mask_quality == "pixel"
         assert record.recipe["reference"] == record.source_path
+        assert record.extra["bcm_reference"] == record.source_path  # backend fact merged into the record
+        assert record.extra["shape_source"]
         mask = read_mask(version / record.mask_path)
         assert set(np.unique(mask)) <= {0, 255} and mask.any()
     annotations = [COCO(str(p)).getAnnIds() for p in (version / "coco").glob("instances_*.json")]

@@ -108,6 +108,7 @@ def test_backend_records_the_bcm_reference_and_returns_source_sized_pixel_masks(
     layouts = [_layout("/good/000.png", 1), _layout("/good/001.png", 2)]
     recipes = [backend.make_recipe(im, lay, np.random.default_rng(lay.seed)) for im, lay in zip(images, layouts)]
     assert [r["reference"] for r in recipes] == ["/good/000.png", "/good/001.png"]
+    assert [r["extra"]["bcm_reference"] for r in recipes] == ["/good/000.png", "/good/001.png"]
     assert json.loads(json.dumps(recipes)) == recipes
     batch = backend.apply_batch(images, layouts, recipes)
     single = backend.apply(images[1], layouts[1], recipes[1])

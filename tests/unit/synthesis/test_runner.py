@@ -11,7 +11,7 @@ from anogen_data.layout.propose import propose_layouts
 from anogen_data.records import read_index, read_records
 from anogen_data.synthesis import SynthesisContext
 from anogen_data.synthesis.perlin import PerlinBackend
-from anogen_data.synthesis.runner import RECORDS, completed_rows, run_synthesis
+from anogen_data.synthesis.runner import RECORDS, completed_rows, run_synthesis, synthesise_batch
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,19 @@ def test_resume_after_a_crash_gives_the_same_output(reference, setup, tmp_path, 
     fresh = tmp_path / "fresh"
     run_synthesis("perlin", context, layouts, fresh, workers=1)
     _same_tree(fresh, out)
+
+
+class _PerlinWithFacts(PerlinBackend):
+    """Perlin that reports a backend fact (and tries to override the runner's own key) via recipe["extra"]."""
+
+    def make_recipe(self, image, layout, rng):
+        return {**super().make_recipe(image, layout, rng), "extra": {"origin": layout.source_path, "shape_source": "x"}}
+
+
+def test_backend_extra_is_merged_into_the_record(setup, tmp_path):
+    context, layouts = setup
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rows = synthesise_batch(_PerlinWithFacts(context), layouts[:2], tmp_path)
+    for row, layout in zip(rows, layouts[:2]):
+        assert row["extra"] == {"origin": layout.source_path, "shape_source": layout.shape_source}
