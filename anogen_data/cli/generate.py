@@ -108,6 +108,8 @@ def generate_command(
       anogen-data generate --data /data/mvtec --category bottle --n 1000 --backend paste --workers 2
 
       anogen-data generate --category demo --n 50 --index runs/demo/index/index.jsonl --layouts runs/demo/layouts/layouts.jsonl --no-export --out runs/demo/synth
+
+      accelerate launch --num_processes 8 -m anogen_data.cli generate --category bottle --data /data/mvtec --n 800 --backend anogen --concepts runs/bottle/concepts
     """
     from anogen_data.config import GenerateConfig, resolve_config
     from anogen_data.stages.generate import run_generate
@@ -125,4 +127,5 @@ def generate_command(
     with rich_progress() as start:
         path = run_generate(config, index_file=index, layouts_file=layouts, concepts=concepts,
                             no_export=no_export, resume=resume, progress=start)
-    typer.echo(f"wrote {path}")
+    if path is not None:  # None: a non-main `accelerate launch` process (the main one merges and writes)
+        typer.echo(f"wrote {path}")

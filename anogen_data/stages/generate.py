@@ -9,6 +9,11 @@ DualAnoDiff (Jin et al., CVPR 2025).
 
 Work happens in a ``*.partial`` folder beside the output; it becomes the output only when complete,
 and ``--resume`` continues it after an interruption.
+
+Under ``accelerate launch`` (several processes, e.g. one per GPU) the diffusion backends shard the
+layouts (``anogen_data.diffusion.sharding``): process p makes every k-th sample into
+``shard_dir(work, p)``; after a barrier the main process merges the shards in layout order and exports
+one version (same bytes as one process), the others return None. One process: nothing changes.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from anogen_data.files import sha256_file
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.stages.propose import make_layouts
-from anogen_data.synthesis import BACKENDS, get_backend
+from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
+from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
 from anogen_data.synthesis.runner import RECORDS, run_synthesis
 
@@ -104,11 +110,39 @@ def _prepare_work(work: Path, run_config: dict, resume: bool) -> None:
     saved.write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def synthesise_shard(
+    backend: str, context: SynthesisContext, layouts: list[Layout], work: Path, process_index: int = 0,
+    num_processes: int = 1, *, workers: int = 1, resume: bool = False, on_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Process ``process_index`` of ``num_processes`` makes its every-k-th layouts; returns the folder it filled.
+
+    One process fills ``work`` itself; with several, process p fills ``shard_dir(work, p)`` and the main
+    process later merges them with ``merge_shard_outputs(work, layout_ids, num_processes)``.
+    """
+    folder = Path(work) if num_processes == 1 else shard_dir(work, process_index)
+    mine = layouts if num_processes == 1 else shard(layouts, process_index, num_processes)
+    run_synthesis(backend, context, mine, folder, workers=workers, resume=resume, on_progress=on_progress)
+    return folder
+
+
+def _process_state(backend: str):
+    """accelerate's ``PartialState`` for diffusion backends run by ``accelerate launch``; None otherwise."""
+    if backend in CPU_BACKENDS:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state if state.num_processes > 1 else None
+
+
 def run_generate(
     config: GenerateConfig, *, index_file: Path | None = None, layouts_file: Path | None = None,
     concepts: Path | None = None, no_export: bool = False, resume: bool = False, progress: Progress | None = None,
-) -> Path:
+) -> Path | None:
     """Run the stage; returns the dataset version folder, or the synthesis folder with ``no_export``.
+
+    Under ``accelerate launch`` with several processes only the main process returns the folder; the
+    others return None once their shard is written.
 
     Raises:
         AnogenError: bad input (unknown backend or defect type, n < 1, paste without real anomalies,
@@ -121,14 +155,24 @@ def run_generate(
     entries = load_entries(config, index_file)
     backend = choose_backend(config, entries)
     get_backend(backend)  # import errors surface before any work
-    layouts = load_layouts(config, backend, entries, layouts_file, progress)
+    state = _process_state(backend)
+    rank, world = (state.process_index, state.num_processes) if state else (0, 1)
+    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
     work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
     run_config = {**config_to_dict(config), "backend": backend, "index_file": None if index_file is None else str(index_file),
                   "layouts_file": None if layouts_file is None else str(layouts_file)}
-    _prepare_work(work, run_config, resume)
-    advance = progress(f"{backend}", len(layouts)) if progress else None
+    if rank == 0:
+        _prepare_work(work, run_config, resume)
+    if state:
+        state.wait_for_everyone()  # the work folder exists (and was checked) before any shard is written
+    advance = progress(f"{backend}", len(shard(layouts, rank, world))) if progress and rank == 0 else None
     context = make_context(config, backend, entries, concepts)
-    run_synthesis(backend, context, layouts, work, workers=config.workers, resume=resume, on_progress=advance)
+    synthesise_shard(backend, context, layouts, work, rank, world, workers=config.workers, resume=resume, on_progress=advance)
+    if state:
+        state.wait_for_everyone()
+        if rank != 0:
+            return None
+        merge_shard_outputs(work, [layout.id for layout in layouts], world)
     if no_export:
         work.rename(out)
         return out

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import filecmp
+
 import pytest
 
-from anogen_data.diffusion.sharding import merge_shards, shard, shard_indices
+from anogen_data.diffusion.sharding import merge_shard_outputs, merge_shards, shard, shard_dir, shard_indices
 from anogen_data.errors import AnogenError
 
 
@@ -81,3 +83,37 @@ def test_a_failed_process_leaves_everything_in_place(tmp_path):
     with pytest.raises(AnogenError, match="holds 2 of its 3 samples"):
         merge_shard_outputs(tmp_path, ids, 2)
     assert not (tmp_path / "records.jsonl").exists() and not (tmp_path / "images").exists()
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_two_simulated_processes_merge_to_the_single_process_bytes(demo_index, tmp_path):
+    """The generate stage's shard path, run as process 0 then 1 of 2 and merged, equals one process."""
+    from anogen_data.layout.propose import propose_layouts
+    from anogen_data.records import read_index
+    from anogen_data.stages.generate import synthesise_shard
+    from anogen_data.synthesis import SynthesisContext
+
+    entries = read_index(demo_index)
+    context = SynthesisContext(good_paths=tuple(e.path for e in entries if e.role == "train"))
+    layouts = list(propose_layouts(entries, 5, category="demo", seed=4))
+    single = synthesise_shard("perlin", context, layouts, tmp_path / "one")
+    assert single == tmp_path / "one"
+    work = tmp_path / "two"
+    for process_index in (0, 1):
+        assert synthesise_shard("perlin", context, layouts, work, process_index, 2) == shard_dir(work, process_index)
+    assert len(_files(shard_dir(work, 0))) == 1 + 2 * 3  # records.jsonl + images/ and masks/ of layouts 0, 2, 4
+    assert merge_shard_outputs(work, [x.id for x in layouts], 2) == 5
+    names = _files(single)
+    assert names == _files(work)  # shard folders removed, nothing else left over
+    _, mismatch, errors = filecmp.cmpfiles(single, work, names, shallow=False)
+    assert not mismatch and not errors
+
+
+def test_one_process_is_not_sharded():
+    from anogen_data.stages.generate import _process_state
+
+    assert _process_state("anogen") is None  # no `accelerate launch`: one process, nothing changes
+    assert _process_state("perlin") is None
