@@ -75,7 +75,7 @@ def _anomalous_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndar
     return np.concatenate(flags), np.concatenate(weights) if weights else np.zeros(0), regions
 
 
-_BINS = 1 << 20  # score cells for AUPRO's counting pass: ~1 normal pixel per cell at 40 maps of 256 px
+_BINS = 1 << 18  # score cells for AUPRO's counting pass: ~10 normal pixels per cell at 40 maps of 256 px
 
 
 def _pro_pair_sum(ascending: np.ndarray, cumulative: np.ndarray, values: np.ndarray) -> float:
@@ -95,7 +95,7 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     over the normal pixels above the FPR limit: each adds ``1/N_normal`` times the mean of the PRO just
     above and at its score (the trapezoid, which also handles ties). PRO at a score comes from one sort of
     the anomalous pixels (few) and a cumulative sum of their weights. Normal pixels are never sorted:
-    they are counted into 2^20 monotone score cells; a cell without anomalous scores contributes
+    they are counted into 2^18 monotone score cells; a cell without anomalous scores contributes
     count x PRO of the cells above it, and only normal pixels sharing a cell with an anomalous score
     (or with the FPR limit) are looked up one by one. Identical to sorting all pixels and integrating
     with the trapezoid rule, interpolating at the limit (the tests check it against that).

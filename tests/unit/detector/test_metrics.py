@@ -110,3 +110,18 @@ def test_evaluate_reports_every_metric_on_mixed_sizes():
     assert out["pixel_auroc"] == pytest.approx(1.0)
     assert out["aupro"] == pytest.approx(1.0)
     assert out["image_auroc"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bins", [1, 3, 64])
+def test_aupro_exact_whatever_the_cell_count(bins, monkeypatch):
+    # few cells: almost every normal pixel shares a cell with an anomalous score or the FPR limit
+    import anogen_data.detector.metrics as metrics
+
+    rng = np.random.default_rng(bins)
+    masks = [np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8)]
+    masks[0][3:8, 2:6] = 255
+    masks[1][10:12, 4:14] = 255
+    maps = [np.round(rng.random((16, 16)) + 0.3 * (m > 0), 2) for m in masks]
+    expected = slow_aupro(maps, masks)
+    monkeypatch.setattr(metrics, "_BINS", bins)
+    assert aupro(maps, masks) == pytest.approx(expected, abs=1e-9)
