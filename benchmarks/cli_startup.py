@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from _common import append_results, machine
 
 
 def _commands() -> dict[str, list[str]]:
@@ -54,32 +51,13 @@ def measure(rounds: int) -> dict[str, list[float]]:
     return times
 
 
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        from importlib.metadata import version
-
-        torch_version = version("torch")
-    except Exception:  # noqa: BLE001 - torch absent is still a valid measurement
-        torch_version = "not installed"
-    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch_version}{load}"
-
-
 def report(times: dict[str, list[float]]) -> str:
     base_cold = times["python -c pass"][0]
     base_warm = statistics.median(times["python -c pass"][1:] or times["python -c pass"])
     lines = [
         f"## CLI start-up ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"Machine: {_machine()}. `benchmarks/cli_startup.py`, {len(times['python -c pass'])} "
+        f"Machine: {machine()}. `benchmarks/cli_startup.py`, {len(times['python -c pass'])} "
         "interleaved rounds, one fresh process each.",
         "",
         "| command | cold (s) | warm median (s) | warm / `python -c pass` |",
@@ -103,8 +81,7 @@ def main() -> None:
     text = report(measure(max(2, args.rounds)))
     print(text)
     if not args.no_append:
-        with open(RESULTS, "a", encoding="utf-8") as fh:
-            fh.write("\n" + text)
+        append_results(text)
 
 
 if __name__ == "__main__":

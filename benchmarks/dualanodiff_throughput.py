@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +29,8 @@ from anogen_data.diffusion.speed import optimise_for_inference, use_reference_at
 from anogen_data.diffusion.tiny import build_full_sd15_components, build_tiny_components
 from anogen_data.synthesis.dual_attention import DualModules
 from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
+from _common import append_results, machine
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def components(size: str, device: torch.device, dtype: torch.dtype, ours: bool) -> Components:
@@ -113,12 +111,11 @@ def main() -> None:
 
 
 def report(args, device, half, gen, train) -> None:
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
-    cpu = f"{_cpu_model()}, {torch.get_num_threads()} threads"
+    gpu = f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "no GPU"
     mem = lambda peak: "n/a (CPU)" if peak is None else f"{peak:.1f} GiB"  # noqa: E731
     lines = [
         f"\n## dualanodiff_throughput ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)\n",
-        f"Machine: {machine}; {cpu}; torch {torch.__version__}. `python benchmarks/dualanodiff_throughput.py "
+        f"Machine: {machine(f'{torch.get_num_threads()} torch threads', gpu)}. `python benchmarks/dualanodiff_throughput.py "
         f"--size {args.size} --pairs {args.pairs} --batch {args.batch} --steps {args.steps} --train-steps {args.train_steps}`"
         f" ({'real SD-1.5 architecture, random weights' if args.size == 'full' else 'TINY components: a CPU run, not the full-size claim'}).\n",
         "| what | release way | ours | ours / release |",
@@ -129,18 +126,7 @@ def report(args, device, half, gen, train) -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(RESULTS, "a", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    append_results(text)
 
 
 if __name__ == "__main__":

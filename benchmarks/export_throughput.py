@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -43,8 +40,8 @@ from anogen_data.writers.coco import mask_instances
 from anogen_data.writers.hf import HfWriter
 from anogen_data.writers.manifest import file_table
 from anogen_data.writers.version import write_version
+from _common import append_results, machine, package_version
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REENCODE_N = 200  # the re-encoding export is timed on this many images (rate scaled to n)
 POOL = 16  # distinct pictures per size; files are copies, so making 1,000 sources takes seconds
 
@@ -151,14 +148,6 @@ def peak_rss(mode: str, n: int, size: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"torch {importlib.metadata.version('torch')}, datasets {importlib.metadata.version('datasets')}, "
-            f"opencv {cv2.__version__}")
-
-
 def run_size(n: int, size: int, sample: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -204,7 +193,7 @@ def main() -> None:
     print(json.dumps({f"{m}@{n}": round(v) for (m, n), v in rss.items()}))
     section = [
         f"\n## export_throughput ({dt.date.today().isoformat()})\n",
-        f"Machine: {machine()}. `python benchmarks/export_throughput.py --n {args.n}`; half real good images,",
+        f"Machine: {machine('datasets ' + package_version('datasets'), 'opencv ' + cv2.__version__)}. `python benchmarks/export_throughput.py --n {args.n}`; half real good images,",
         "half synthetic anomalies (two-blob masks); full export = MVTec tree + COCO RLE + HF parquet + stats +",
         "contact sheet + card + manifest, 2 worker threads.\n",
         f"(re-encoded export timed on {min(args.n, REENCODE_N)} images.)\n",
@@ -222,8 +211,7 @@ def main() -> None:
     print(text)
     if args.dry_run:
         return
-    with open(RESULTS, "a", encoding="utf-8") as fh:
-        fh.write(text)
+    append_results(text)
 
 
 if __name__ == "__main__":

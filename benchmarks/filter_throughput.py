@@ -16,8 +16,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -33,6 +31,7 @@ from anogen_data.files import write_jsonl
 from anogen_data.filters.embed import Embedder
 from anogen_data.records import IndexEntry, SynthRecord, read_index, to_row, write_index
 from anogen_data.stages.filter import score_records
+from _common import append_results, machine
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mvtec_bottle"
 
@@ -143,14 +142,11 @@ def main() -> None:
             lines.append(f"| {size} px | {args.n} | {args.n / wall:.2f} | {backbone / wall:.0%} |")
             print(lines[-1], flush=True)
         speeds = backbone_variants(config, 2 * args.n)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    load = os.getloadavg()[0]
     first = next(iter(speeds.values()))
     section = [
         f"\n## filter_throughput ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n",
-        f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"load average {load:.1f} at the end (shared box: absolute numbers are pessimistic). "
+        f"Machine: {machine(f'{torch.get_num_threads()} torch threads')} at the end (shared box: absolute numbers "
+        "are pessimistic). "
         f"`python benchmarks/filter_throughput.py --n {args.n}`; data: {'MVTec bottle' if SHARED.is_dir() else 'demo'}; "
         "full stack = read image/source/mask, mask sanity, foreground, change/leakage, realism "
         f"(2 crops of {config.crop_size} px per sample), duplicate scan.\n",
@@ -165,8 +161,7 @@ def main() -> None:
     ]
     text = "\n".join(section)
     print(text)
-    with open(Path(__file__).with_name("RESULTS.md"), "a", encoding="utf-8") as fh:
-        fh.write(text)
+    append_results(text)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import append_results, machine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANOGEN_SHARED_DATA", REPO / ".." / "shared" / "data")).resolve()
@@ -70,14 +71,6 @@ def peak_rss_mib(n: int) -> float:
         return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
-def machine() -> str:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="samples per demo measurement")
@@ -107,8 +100,7 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if not args.no_append:
-        with open(REPO / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write("\n".join(lines))
+        append_results("\n".join(lines))
 
 
 if __name__ == "__main__":

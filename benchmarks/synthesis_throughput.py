@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
@@ -33,8 +30,8 @@ from anogen_data.diffusion.blended import blended_latent_diffusion
 from anogen_data.diffusion.loading import Components, resolve_device, resolve_dtype
 from anogen_data.diffusion.speed import optimise_for_inference, use_reference_attention
 from anogen_data.diffusion.tiny import build_full_sd15_components, build_tiny_components
+from _common import append_results, machine
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def sync(device) -> None:
@@ -124,18 +121,11 @@ def ti_steps_per_s(c: Components, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def machine(device) -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ", no GPU"
+def describe(device) -> str:
     import diffusers
 
-    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{gpu}; load average {load}; "
-            f"torch {torch.__version__}, diffusers {diffusers.__version__}")
+    gpu = f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "no GPU"
+    return machine(f"{torch.get_num_threads()} torch threads", gpu, f"diffusers {diffusers.__version__}")
 
 
 def main() -> None:
@@ -186,12 +176,11 @@ def main() -> None:
             f"- textual inversion (batch 4, ours): {ti_steps_per_s(ours, args.ti_steps):.2f} steps/s",
         ]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = "\n".join([f"\n## synthesis_throughput (AnoGen) — {stamp}", f"Machine: {machine(device)}",
+    section = "\n".join([f"\n## synthesis_throughput (AnoGen) — {stamp}", f"Machine: {describe(device)}",
                          f"Command: `python benchmarks/synthesis_throughput.py {' '.join(_argv())}`", *lines, ""])
     print(section)
     if not args.no_append:
-        with open(RESULTS, "a", encoding="utf-8") as fh:
-            fh.write(section)
+        append_results(section)
 
 
 def _argv() -> list[str]:
