@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data folder (skipped when absent) and a CLI runner."""
+"""Shared fixtures: the real-data folder (skipped when absent), a CLI runner, demo data, tiny SD components."""
 
 from __future__ import annotations
 
@@ -87,3 +87,39 @@ def make_mvtec(tmp_path):
         return root
 
     return _make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+
+    Tiny models gain nothing from more threads, and on a busy 2-core box OpenMP threads spin-waiting
+    on each other make every call many times slower. The previous count is restored afterwards.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd():
+    """Factory of tiny random SD components (fp32, CPU, seed 0): ``parts = tiny_sd()``.
+
+    Built once per session; every call returns a fresh deep copy, so a test may add tokens or LoRA
+    adapters, or train, without affecting any other test.
+    """
+    import copy
+
+    from anogen_data.diffusion.loading import load_components
+
+    base = load_components("tiny", device="cpu", dtype="fp32")
+    return lambda: copy.deepcopy(base)
+
+
+@pytest.fixture
+def tiny(tiny_sd):
+    """One fresh copy of the tiny SD components (see ``tiny_sd``)."""
+    return tiny_sd()

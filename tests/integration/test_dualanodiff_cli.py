@@ -8,19 +8,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from anogen_data.data.image_io import read_mask
 from anogen_data.records import read_records
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread beats two on this shared 2-core box (no spin-waiting)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread (tests/conftest.py)
 
 
 def test_learn_then_generate_writes_a_verified_version_with_pixel_masks(run_cli, demo_index, tmp_path):

@@ -11,17 +11,10 @@ from anogen_data.concepts.dual_lora import (
     PART, WHOLE, DualTrainOptions, add_branch_adapters, branch_adapters, encode_prompts, fixed_loss,
     load_dual_concept, lora_weight_name, save_dual_concept, shot_tensors, to_tensor, train_dual_lora,
 )
-from anogen_data.diffusion.loading import load_components
 from anogen_data.synthesis.dual_attention import DualModules
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread beats two on this shared 2-core box (no spin-waiting)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread (tests/conftest.py)
 
 
 def _shots(size: int, count: int = 2):
@@ -54,8 +47,8 @@ def test_shot_tensors_put_the_part_on_black_inside_the_mask():
 
 
 @torch.no_grad()
-def test_each_row_uses_its_own_branch_adapter():
-    parts = load_components("tiny", device="cpu")
+def test_each_row_uses_its_own_branch_adapter(tiny_sd):
+    parts = tiny_sd()
     unet = parts.unet
     add_branch_adapters(unet, None, rank=4)
     _randomise_lora(unet)
@@ -88,8 +81,8 @@ def _frozen_snapshot(parts) -> dict[str, torch.Tensor]:
         pytest.param(64, 30, 2, True, id="issue-64px-30-steps", marks=pytest.mark.slow),
     ],
 )
-def test_tiny_overfit_lowers_the_loss_and_trains_only_lora_saim_bcm(size, steps, pairs, text_lora):
-    parts = load_components("tiny", device="cpu")
+def test_tiny_overfit_lowers_the_loss_and_trains_only_lora_saim_bcm(size, steps, pairs, text_lora, tiny_sd):
+    parts = tiny_sd()
     images, masks = _shots(size)
     shots, backgrounds = shot_tensors(images, masks, size), to_tensor(images, size)
     options = DualTrainOptions(steps=steps, batch_size=pairs, lr=1e-2, rank=4, train_text_encoder=text_lora)
@@ -109,10 +102,10 @@ def test_tiny_overfit_lowers_the_loss_and_trains_only_lora_saim_bcm(size, steps,
     assert any(".alpha" in k for k in changed) and any("saim" in k and "to_out" in k for k in changed)
 
 
-def test_saved_branch_loras_load_with_diffusers_load_lora_weights(tmp_path):
+def test_saved_branch_loras_load_with_diffusers_load_lora_weights(tmp_path, tiny_sd):
     from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
 
-    trained = load_components("tiny", device="cpu")
+    trained = tiny_sd()
     add_branch_adapters(trained.unet, trained.text_encoder, rank=4)
     _randomise_lora(trained.unet, trained.text_encoder)
     dual = DualModules.for_unet(trained.unet)
@@ -122,7 +115,7 @@ def test_saved_branch_loras_load_with_diffusers_load_lora_weights(tmp_path):
     assert {lora_weight_name(WHOLE), lora_weight_name(PART)} <= {p.name for p in tmp_path.iterdir()}
     assert written[-1] == "dual_modules" and (tmp_path / "dual_modules").is_dir()
 
-    fresh = load_components("tiny", device="cpu")
+    fresh = tiny_sd()
     pipe = DualAnoDiffPipeline(fresh.vae, fresh.text_encoder, fresh.tokenizer, fresh.unet, fresh.scheduler,
                                DualModules.for_unet(fresh.unet))
     whole, part, loaded_dual = load_dual_concept(pipe, tmp_path, prefix="scratch_")
@@ -141,12 +134,12 @@ def test_saved_branch_loras_load_with_diffusers_load_lora_weights(tmp_path):
         assert torch.equal(loaded_dual.state_dict()[key], value), key
 
 
-def test_gradient_checkpointing_trains_the_same_as_without():
+def test_gradient_checkpointing_trains_the_same_as_without(tiny_sd):
     images, masks = _shots(16, 1)
     shots, backgrounds = shot_tensors(images, masks, 16), to_tensor(images, 16)
     runs = []
     for checkpointing in (False, True):
-        parts = load_components("tiny", device="cpu")
+        parts = tiny_sd()
         options = DualTrainOptions(steps=2, batch_size=1, lr=1e-2, rank=4, train_text_encoder=False,
                                    gradient_checkpointing=checkpointing)
         runs.append(train_dual_lora(parts, DualModules.for_unet(parts.unet), shots, backgrounds, options))

@@ -22,19 +22,7 @@ from anogen_data.concepts.textual_inversion import (
 from anogen_data.errors import AnogenError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def tiny():
-    from anogen_data.diffusion.loading import load_components
-
-    return load_components("tiny", device="cpu", dtype="fp32")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread (tests/conftest.py)
 
 
 def make_shots(n: int = 2, size: int = 64) -> list[Shot]:

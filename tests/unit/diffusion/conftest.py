@@ -1,7 +1,6 @@
-"""Fixtures for the diffusion tests: tiny random SD components on one CPU thread.
+"""The diffusion tests run torch on one thread (tiny models; see ``one_torch_thread`` in tests/conftest.py).
 
-One thread: the tiny models are too small to gain from more, and on a busy 2-core box OpenMP
-threads fighting each other make every call many times slower.
+Tiny SD components: the ``tiny`` / ``tiny_sd`` fixtures of tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -10,18 +9,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def tiny():
-    """Fresh tiny components (fp32, CPU); each test may add tokens without affecting others."""
-    from anogen_data.diffusion.loading import load_components
-
-    return load_components("tiny", device="cpu", dtype="fp32")
+def _one_thread(one_torch_thread):
+    """Every test in this folder runs with torch on one thread."""

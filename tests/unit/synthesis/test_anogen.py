@@ -16,12 +16,7 @@ from anogen_data.synthesis.base import SynthesisContext
 STEPS = 8  # enough to exercise the loop; the algorithm does not depend on the count
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread (tests/conftest.py)
 
 
 def write_concept(root, defect="scratch", width=32, method="anogen"):

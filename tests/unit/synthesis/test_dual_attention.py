@@ -6,24 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anogen_data.diffusion.tiny import build_tiny_components
 from anogen_data.synthesis.dual_attention import SAIM, DualModules, transformer_blocks
 
 LATENT = 8  # 16 px images through the tiny VAE: small and fast; the UNet is the real class
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread beats two on this shared 2-core box (no spin-waiting)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def unet():
-    return build_tiny_components(0)["unet"]
+def unet(tiny_sd):
+    return tiny_sd().unet
 
 
 def _inputs(pairs: int = 1, seed: int = 0):

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from anogen_data.concepts.dual_lora import DualTrainOptions, learn_dual_concept, load_dual_concept
-from anogen_data.diffusion.loading import load_components
 from anogen_data.errors import AnogenError
 from anogen_data.records import Layout
 from anogen_data.synthesis import get_backend
@@ -21,13 +20,7 @@ from anogen_data.synthesis.dualanodiff import DualAnoDiffBackend, DualAnoDiffPip
 SIZE = 32  # pixels: latents 16 x 16 through the tiny VAE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread beats two on this shared 2-core box (no spin-waiting)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread (tests/conftest.py)
 
 
 def _object_image(seed: int, hw=(SIZE, SIZE)) -> np.ndarray:
@@ -39,7 +32,7 @@ def _object_image(seed: int, hw=(SIZE, SIZE)) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def concepts(tmp_path_factory):
+def concepts(tmp_path_factory, tiny_sd):
     """A concepts folder with one tiny 'scratch' concept trained for two steps."""
     root = tmp_path_factory.mktemp("concepts")
     folder = root / "scratch"
@@ -48,15 +41,15 @@ def concepts(tmp_path_factory):
     masks = [np.zeros((SIZE, SIZE), np.uint8) for _ in images]
     for mask in masks:
         mask[10:18, 12:20] = 255
-    parts = load_components("tiny", device="cpu")
+    parts = tiny_sd()
     facts = learn_dual_concept(parts, images, masks, DualTrainOptions(steps=2, batch_size=1, rank=4, resolution=SIZE),
                                folder)
     (folder / "concept.json").write_text(json.dumps({"method": "dualanodiff", "defect_type": "scratch", **facts}))
     return root
 
 
-def _pipeline(concepts):
-    parts = load_components("tiny", device="cpu")
+def _pipeline(concepts, parts):
+    """A DualAnoDiff pipeline over ``parts`` (fresh tiny components) with the 'scratch' concept loaded."""
     pipe = DualAnoDiffPipeline(parts.vae, parts.text_encoder, parts.tokenizer, parts.unet, parts.scheduler,
                                DualModules.for_unet(parts.unet))
     pipe.set_progress_bar_config(disable=True)
@@ -65,8 +58,8 @@ def _pipeline(concepts):
     return pipe, (whole, part)
 
 
-def test_pipeline_returns_whole_part_and_mask_with_the_same_bytes_under_a_seed(concepts):
-    pipe, adapters = _pipeline(concepts)
+def test_pipeline_returns_whole_part_and_mask_with_the_same_bytes_under_a_seed(concepts, tiny_sd):
+    pipe, adapters = _pipeline(concepts, tiny_sd())
     backgrounds = [_object_image(5), _object_image(6)]
 
     def run(seeds):
@@ -82,8 +75,8 @@ def test_pipeline_returns_whole_part_and_mask_with_the_same_bytes_under_a_seed(c
     assert not np.array_equal(first.images[0], other.images[0])
 
 
-def test_pipeline_rejects_mismatched_backgrounds(concepts):
-    pipe, adapters = _pipeline(concepts)
+def test_pipeline_rejects_mismatched_backgrounds(concepts, tiny_sd):
+    pipe, adapters = _pipeline(concepts, tiny_sd())
     with pytest.raises(ValueError, match="one background per generator"):
         pipe([_object_image(0)], [torch.Generator(), torch.Generator()], num_inference_steps=1, adapters=adapters)
 
@@ -140,8 +133,8 @@ def test_background_only_removes_the_foreground_and_keeps_the_background():
     assert np.array_equal(background_only(image, full), image)  # textures are their own background
 
 
-def test_attention_fusion_changes_only_the_mask(concepts):
-    pipe, adapters = _pipeline(concepts)
+def test_attention_fusion_changes_only_the_mask(concepts, tiny_sd):
+    pipe, adapters = _pipeline(concepts, tiny_sd())
     backgrounds = [_object_image(5)]
 
     def run(fusion):
