@@ -14,7 +14,6 @@ weights cost exactly what trained weights cost).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 TINY_RESOLUTION = 64  # pixels: unet sample_size 32 x vae scale factor 2
@@ -139,22 +138,24 @@ def build_tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-@lru_cache(maxsize=1)
-def _tiny_state(seed: int) -> dict[str, Any]:
-    """Weights of the tiny models for ``seed`` (cached: building them takes ~0.3 s)."""
+def _build(unet_config: dict, vae_config: dict, text_config: dict, seed: int) -> dict[str, Any]:
+    """UNet, VAE and CLIP text encoder from configs, each seeded with ``seed``, plus tokenizer and scheduler.
+
+    The global RNG is left untouched. Modules in eval mode, fp32, on CPU; the tokenizer is the tiny
+    in-memory one, the scheduler DDIM with SD-1.5's betas.
+    """
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    makers = (("unet", lambda: UNet2DConditionModel(**unet_config)), ("vae", lambda: AutoencoderKL(**vae_config)),
+              ("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**text_config))))
+    parts: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**TINY_UNET)
-        torch.manual_seed(seed)
-        vae = AutoencoderKL(**TINY_VAE)
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
-    return {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in
-            (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))}
+        for name, make in makers:
+            torch.manual_seed(seed)
+            parts[name] = make().eval()
+    return dict(parts, tokenizer=build_tiny_tokenizer(), scheduler=DDIMScheduler(**SD_SCHEDULER))
 
 
 def build_tiny_components(seed: int = 0) -> dict[str, Any]:
@@ -165,26 +166,7 @@ def build_tiny_components(seed: int = 0) -> dict[str, Any]:
         factor 2), ``text_encoder`` (CLIPTextModel, width 32), ``tokenizer`` (CLIPTokenizer) and
         ``scheduler`` (DDIMScheduler with SD-1.5 betas). All modules in eval mode, fp32, on CPU.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    import torch
-
-    state = _tiny_state(seed)
-    with torch.random.fork_rng(devices=[]):  # the throw-away init must not consume the global RNG
-        unet = UNet2DConditionModel(**TINY_UNET)
-        vae = AutoencoderKL(**TINY_VAE)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
-    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
-        module.load_state_dict(state[name])
-        module.eval()
-    return dict(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=build_tiny_tokenizer(),
-        scheduler=DDIMScheduler(**SD_SCHEDULER),
-    )
+    return _build(TINY_UNET, TINY_VAE, TINY_TEXT, seed)
 
 
 def build_full_sd15_components(seed: int = 0) -> dict[str, Any]:
@@ -193,19 +175,4 @@ def build_full_sd15_components(seed: int = 0) -> dict[str, Any]:
     For benchmarks only: compute cost equals that of the trained model. The tokenizer is the tiny one
     (tokenising is not what the benchmark measures; all its ids are valid in the 49,408-row table).
     """
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**FULL_SD15_UNET).eval()
-        vae = AutoencoderKL(**FULL_SD15_VAE).eval()
-        text_encoder = CLIPTextModel(CLIPTextConfig(**FULL_SD15_TEXT)).eval()
-    return dict(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=build_tiny_tokenizer(),
-        scheduler=DDIMScheduler(**SD_SCHEDULER),
-    )
+    return _build(FULL_SD15_UNET, FULL_SD15_VAE, FULL_SD15_TEXT, seed)
