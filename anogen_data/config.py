@@ -44,6 +44,7 @@ class ExportConfig:
     batch_rows: int = 16  # rows buffered per parquet write: bounds memory at ~16 images
     contact_sheet_per_group: int = 4  # thumbnails per (split, source, defect type) on the contact sheet
     contact_sheet_cells: int = 48  # at most 6 rows of 8: readable at a glance
+    show_dropped: bool = False  # also draw the filter's dropped records (first reason as caption) on dropped_sheet.png
 
 
 @dataclass(frozen=True)

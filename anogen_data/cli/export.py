@@ -28,6 +28,10 @@ def export_command(
         Optional[Path], typer.Option("--concepts", help="Learned concepts folder, hashed into the manifest lineage.")
     ] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Threads encoding images.")] = None,
+    show_dropped: Annotated[
+        bool, typer.Option("--show-dropped", help="Draw the records --scores drops (first reason as caption) on "
+                           "dropped_sheet.png in the version; they are still not written to the dataset.")
+    ] = False,
     params: ParamsOpt = None,
 ) -> None:
     """Write an immutable dataset version OUT/NAME/vN: MVTec tree, COCO RLE, HF parquet, stats, card, manifest.
@@ -40,11 +44,17 @@ def export_command(
       anogen-data export --index runs/bottle/index/index.jsonl --out datasets
 
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --name bottle --version 1
+
+      anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --show-dropped
     """
     from anogen_data.config import ExportConfig, resolve_config
+    from anogen_data.errors import AnogenError
     from anogen_data.stages.export import run_export
 
-    config = resolve_config(ExportConfig, params, "export", {"workers": workers})
+    if show_dropped and scores is None:
+        raise AnogenError("--show-dropped needs --scores: the dropped records and their reasons come from the scores")
+    overrides = {"workers": workers, "show_dropped": True if show_dropped else None}  # off: params.yaml decides
+    config = resolve_config(ExportConfig, params, "export", overrides)
     folder = run_export(config, index, out, records_file=records, scores_file=scores, name=name, version=version,
                         concepts_dir=concepts)
     _print_summary(folder)

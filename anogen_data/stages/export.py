@@ -63,7 +63,8 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
         index_file: ``index.jsonl`` (real images and their roles).
         out_root: folder of dataset names (e.g. ``datasets``).
         records_file: ``records.jsonl`` of ``generate --no-export``; image paths are relative to its folder.
-        scores_file: ``scores.jsonl`` of ``filter``; only kept records are written.
+        scores_file: ``scores.jsonl`` of ``filter``; only kept records are written (``config.show_dropped``
+            draws the dropped ones on ``dropped_sheet.png``).
         name: dataset name; the index's category when None.
         version: N of ``v<N>``; the next free number when None.
         concepts_dir: learned concepts folder whose files are hashed into the lineage.

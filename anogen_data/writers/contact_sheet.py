@@ -17,10 +17,15 @@ CAPTION_HEIGHT = 14
 
 
 class ContactSheet:
-    """Collects thumbnails (``thumb`` px squares, RGB uint8) and renders the grid."""
+    """Collects thumbnails (``thumb`` px squares, RGB uint8) and renders the grid.
 
-    def __init__(self, *, per_group: int = 4, max_cells: int = 48, thumb: int = 128, columns: int = 8):
+    Captions have ``caption_lines`` lines ("\n" separates them), each cut to 22 characters (the width of a tile).
+    """
+
+    def __init__(self, *, per_group: int = 4, max_cells: int = 48, thumb: int = 128, columns: int = 8,
+                 caption_lines: int = 1):
         self.per_group = per_group
+        self.caption_lines = caption_lines
         self.max_cells = max_cells
         self.thumb = thumb
         self.columns = columns
@@ -63,15 +68,17 @@ class ContactSheet:
         self.cells.append((order, tile, caption))
 
     def render(self) -> np.ndarray:
-        """The grid as uint8 (rows * (thumb + caption), columns * thumb, 3) RGB; one black cell when empty."""
+        """The grid as uint8 (rows * (thumb + caption_lines * CAPTION_HEIGHT), columns * thumb, 3) RGB; one black
+        cell when empty."""
         cells = sorted(self.cells, key=lambda c: c[0]) or [(0, np.zeros((self.thumb, self.thumb, 3), np.uint8), "empty")]
         columns = min(self.columns, len(cells))
         rows = -(-len(cells) // columns)
-        cell_h = self.thumb + CAPTION_HEIGHT
+        cell_h = self.thumb + CAPTION_HEIGHT * self.caption_lines
         sheet = np.full((rows * cell_h, columns * self.thumb, 3), 255, dtype=np.uint8)
         for n, (_, tile, caption) in enumerate(cells):
             y, x = (n // columns) * cell_h, (n % columns) * self.thumb
             sheet[y:y + self.thumb, x:x + self.thumb] = tile
-            cv2.putText(sheet, caption[:22], (x + 2, y + self.thumb + 10), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            for line_no, line in enumerate(caption.split("\n")[:self.caption_lines]):
+                cv2.putText(sheet, line[:22], (x + 2, y + self.thumb + 10 + line_no * CAPTION_HEIGHT),
+                            cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
         return sheet

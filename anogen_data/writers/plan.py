@@ -4,7 +4,8 @@ The rule (documented in the dataset card): index role "train" -> ``train/good``;
 ``test/good``; role "eval" anomalies -> ``test/<defect>`` + ground truth (so the test split holds only
 real, held-out images); role "learn" anomalies (the few real shots the generator saw) ->
 ``train/<defect>/real_NNN`` when ``include_learn``; synthetic records -> ``train/<defect>/syn_NNNNNN``.
-When filter scores are given only records with ``keep`` true are written.
+When filter scores are given only records with ``keep`` true are written; the dropped ones can be
+collected (with their reasons) for the dropped-samples contact sheet, and are never written.
 
 Items are yielded lazily, so planning never holds pixels and memory does not grow with the image count.
 """
@@ -87,6 +88,15 @@ def _synthetic_item(record: SynthRecord, records_dir: Path, namer: MvtecNamer) -
     )
 
 
+def dropped_item(record: SynthRecord, records_dir: Path) -> ExportItem:
+    """A dropped record as an item to draw on the dropped sheet only (no destination path: never written)."""
+    mask = records_dir / record.mask_path if record.mask_path else None
+    return ExportItem(
+        "train", "anomaly", record.defect_type, "synthetic", records_dir / record.image_path, mask,
+        record.mask_quality, tuple(record.bbox_xyxy), "", None, backend=record.backend, seed=record.seed,
+    )
+
+
 def _check_category(what: str, found: str, category: str) -> None:
     if found and found != category:
         raise AnogenError(f"{what} belongs to category '{found}', not '{category}'; export one category per version")
@@ -99,8 +109,12 @@ def plan_items(
     records_dir: Path | None = None,
     scores: dict[str, dict] | None = None,
     include_learn: bool = True,
+    dropped: list[tuple[ExportItem, str]] | None = None,
 ) -> Iterator[ExportItem]:
     """Yield the items of a version: real images in index order, then kept synthetic records in order.
+
+    ``dropped``, when given, receives ``(dropped_item(record), first reason)`` for each record that the
+    scores drop, in record order (the caller draws them; they are never yielded).
 
     Raises:
         AnogenError: a row of another category, an anomaly without a mask, a record missing from
@@ -123,5 +137,8 @@ def plan_items(
             if record.id not in scores:
                 raise AnogenError(f"record {record.id} has no row in the filter scores; re-run `anogen-data filter`")
             if not scores[record.id].get("keep", False):
+                if dropped is not None:
+                    reasons = scores[record.id].get("reasons") or ["dropped"]
+                    dropped.append((dropped_item(record, base), str(reasons[0])))
                 continue
         yield _synthetic_item(record, base, namer)

@@ -1,7 +1,9 @@
 """Immutable dataset versions ``<out>/<name>/v<N>/``: numbering and the one streaming pass that writes them.
 
 A version holds ``mvtec/<category>/`` (MVTec AD layout), ``coco/instances_<split>.json`` (RLE),
-``hf/`` (embedded parquet shards + dataset card), ``stats.json``, ``contact_sheet.png``,
+``hf/`` (embedded parquet shards + dataset card), ``stats.json``, ``contact_sheet.png`` (plus
+``dropped_sheet.png``, the records the filter dropped captioned with their first reason, when
+``show_dropped`` and scores are given),
 ``records.jsonl`` (kept synthetic records, paths relative to the version) and ``manifest.json``.
 It is written into a temporary sibling folder and renamed into place only when complete, so an
 interrupted run (exception, Ctrl-C) leaves no ``v<N>`` and never touches existing versions.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from anogen_data import __version__
 from anogen_data.config import ExportConfig, config_to_dict
-from anogen_data.data.image_io import write_png
+from anogen_data.data.image_io import read_image, write_png
 from anogen_data.errors import AnogenError
 from anogen_data.files import atomic_output_dir, write_json
 from anogen_data.records import IndexEntry, SynthRecord, to_row
@@ -34,10 +36,11 @@ from anogen_data.writers.hf import HfWriter
 from anogen_data.writers.manifest import MANIFEST, build_manifest, concept_hashes, git_commit, index_sha256, seeds_of
 from anogen_data.writers.mvtec import write_file
 from anogen_data.writers.plan import ExportItem, plan_items
-from anogen_data.writers.render import Rendered, render_item
+from anogen_data.writers.render import Rendered, item_mask, render_item
 from anogen_data.writers.stats import StatsAccumulator
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+DROPPED_SHEET = "dropped_sheet.png"
 
 
 def existing_versions(name_dir: Path) -> list[int]:
@@ -121,6 +124,20 @@ class _Writers:
         self.hf.abort()
 
 
+def dropped_sheet(dropped: list[tuple[ExportItem, str]], cfg: ExportConfig):
+    """The first ``contact_sheet_cells`` dropped records, captioned with their first reason on two lines
+    (the filter's name, then its value and limit: "change_iou" / "0.14 < 0.2").
+
+    Returns uint8 (rows * (thumb + caption), columns * thumb, 3) RGB (``ContactSheet.render``; one black
+    "empty" cell when nothing was dropped). Mask outlines in red as on the contact sheet (255 = defect).
+    """
+    sheet = ContactSheet(per_group=cfg.contact_sheet_cells, max_cells=cfg.contact_sheet_cells, caption_lines=2)
+    for n, (item, reason) in enumerate(dropped[:cfg.contact_sheet_cells]):
+        image = read_image(item.image_src)
+        sheet.add(n, sheet.thumbnail(image, item_mask(item, *image.shape[:2])), reason.replace(": ", "\n", 1))
+    return sheet.render()
+
+
 def _caption(item: ExportItem) -> str:
     """Contact-sheet caption: "train good", "test crack", "shot crack" (learn shot), "syn crack"."""
     if item.source == "synthetic":
@@ -181,7 +198,8 @@ def write_version(
         index: index rows; roles decide the split (see ``writers.plan``).
         records: synthetic records (streamed; may be a generator); image/mask paths relative to ``records_dir``.
         records_dir: the folder record paths are relative to (the records file's folder).
-        scores: filter rows keyed by record id ``{"keep", "reasons", "scores"}``; only kept records are written.
+        scores: filter rows keyed by record id ``{"keep", "reasons", "scores"}``; only kept records are written
+            (with ``config.show_dropped`` the dropped ones are drawn on ``dropped_sheet.png``).
         version: N; the next free number when None.
         lineage: extra lineage facts (e.g. ``{"index_file": ..., "concepts_dir": ...}``); merged into the manifest.
         configs: resolved stage configs ``{stage: dict}``, recorded in the manifest.
@@ -206,9 +224,11 @@ def write_version(
         )
     full_lineage = _lineage(index, lineage, configs, cfg)
     total = len(index) + len(records) if hasattr(records, "__len__") else None
+    dropped: list[tuple[ExportItem, str]] | None = [] if cfg.show_dropped and scores is not None else None
     with atomic_output_dir(final) as tmp:
         _write_all(tmp, name, category, number, plan_items(
-            category, index, records, records_dir, scores, cfg.include_learn), cfg, scores, full_lineage, total)
+            category, index, records, records_dir, scores, cfg.include_learn, dropped), cfg, scores, full_lineage,
+            total, dropped)
     return final
 
 
@@ -228,7 +248,8 @@ def _lineage(index: list[IndexEntry], lineage: dict | None, configs: dict | None
 
 
 def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator[ExportItem],
-               cfg: ExportConfig, scores: dict | None, lineage: dict, total: int | None) -> None:
+               cfg: ExportConfig, scores: dict | None, lineage: dict, total: int | None,
+               dropped: list[tuple[ExportItem, str]] | None = None) -> None:
     writers = _Writers(tmp, name, category, number, cfg)
     sheet = ContactSheet(per_group=cfg.contact_sheet_per_group, max_cells=cfg.contact_sheet_cells)
     try:
@@ -244,6 +265,8 @@ def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator
     sheet_png = sheet.render()
     write_png(tmp / "contact_sheet.png", sheet_png)
     write_png(tmp / "hf" / "contact_sheet.png", sheet_png)
+    if dropped is not None:  # filled by plan_items while the images above were written
+        write_png(tmp / DROPPED_SHEET, dropped_sheet(dropped, cfg))
     splits = {s: hf_splits[s] for s in ("train", "test") if s in hf_splits}
     card = render_card(name=name, category=category, version=number, stats=stats, lineage=lineage, splits=splits,
                        license_name=cfg.license, backends=sorted(writers.backends),

@@ -69,6 +69,44 @@ def test_export_verify_and_immutability(run_cli, demo_index, tmp_path):
     assert code == 1 and "changed: hf/README.md" in err
 
 
+def test_show_dropped_draws_dropped_records_and_writes_only_kept(run_cli, demo_index, tmp_path):
+    from anogen_data.data.image_io import read_mask
+    from anogen_data.writers.contact_sheet import CAPTION_HEIGHT, ContactSheet
+
+    records, scores = _synthetic(demo_index, tmp_path / "synth", n=5)
+    dropped = {1: "sharpness: 0.1 < 0.5", 2: "ssim: 0.99 > 0.9", 4: "duplicate: 0.99 > 0.95"}
+    write_jsonl(scores, [{"id": f"syn_{i:06d}", "keep": i not in dropped, "reasons": [dropped[i]] if i in dropped else [],
+                          "scores": {}} for i in range(5)])
+    out = tmp_path / "datasets"
+    base = ["export", "--index", demo_index, "--records", records, "--scores", scores, "--out", out]
+    assert run_cli(*base, "--version", "1")[0] == 0
+    code, _, err = run_cli(*base, "--version", "2", "--show-dropped")
+    assert code == 0, err
+    plain, shown = out / "demo" / "v1", out / "demo" / "v2"
+    assert not (plain / "dropped_sheet.png").exists()
+    sheet = read_image(shown / "dropped_sheet.png")
+    assert sheet.shape == (128 + 2 * CAPTION_HEIGHT, 3 * 128, 3)  # one row of the 3 dropped, 2 caption lines
+    first = tmp_path / "synth"
+    tile = ContactSheet().thumbnail(read_image(first / "images" / "syn_000001.png"),
+                                    read_mask(first / "masks" / "syn_000001.png"))
+    assert np.array_equal(sheet[:128, :128], tile)  # drawn in record order, mask outlined
+    # the dataset itself is the same: counts, files (bar the sheet) and kept records
+    stats = [json.loads((v / "stats.json").read_text())["counts"] for v in (plain, shown)]
+    assert stats[0] == stats[1] and stats[1]["train"]["scratch"]["synthetic"] == 2
+    assert sorted(p.relative_to(plain).as_posix() for p in (plain / "mvtec").rglob("*")) == sorted(
+        p.relative_to(shown).as_posix() for p in (shown / "mvtec").rglob("*"))
+    assert len((shown / "records.jsonl").read_text().splitlines()) == 2
+    assert "dropped_sheet.png" in json.loads((shown / "manifest.json").read_text())["files"]
+    assert run_cli("verify", shown)[0] == 0
+    # the sheet is capped at contact_sheet_cells; --show-dropped without --scores is refused
+    params = tmp_path / "params.yaml"
+    params.write_text("export:\n  contact_sheet_cells: 2\n  show_dropped: true\n")
+    assert run_cli(*base, "--version", "3", "--params", params)[0] == 0
+    assert read_image(out / "demo" / "v3" / "dropped_sheet.png").shape == (128 + 2 * CAPTION_HEIGHT, 2 * 128, 3)
+    code, _, err = run_cli("export", "--index", demo_index, "--out", out, "--show-dropped")
+    assert code == 1 and "--show-dropped needs --scores" in err and len(err.strip().splitlines()) == 1
+
+
 def test_bad_inputs_exit_1_with_one_line(run_cli, demo_index, tmp_path):
     out = tmp_path / "datasets"
     cases = [
