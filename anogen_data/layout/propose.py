@@ -25,8 +25,9 @@ from anogen_data.records import IndexEntry, Layout
 
 SYNTHETIC_DEFECT = "synthetic"  # defect type name when a category has no real anomalies
 SHAPES = ("auto", "real", "perlin", "stroke", "mixed")
-MIN_COVERAGE = 0.6  # accept a placement when this fraction of the shape lies on the foreground
-PLACEMENT_TRIES = 10
+MIN_COVERAGE = 0.9  # accept a placement when this fraction of the shape lies on the (eroded) foreground
+PLACEMENT_TRIES = 20
+EDGE_MARGIN = 0.04  # object categories: defects keep this share of the image side off the object's edge
 BACKGROUND_IMAGES = 40  # good images used to fit the background model (evenly spread)
 
 
@@ -104,7 +105,12 @@ class LayoutProposer:
         return split_counts(n, {d: len(es) for d, es in self.shots.items()})
 
     def foreground_of(self, path: str, hw: tuple[int, int]) -> np.ndarray:
-        """Foreground mask of a good image, uint8 (H, W), 255 = object (cached at low resolution)."""
+        """Where defects may go in a good image, uint8 (H, W), 255 = object (cached at low resolution).
+
+        For object categories this is the estimated object eroded by EDGE_MARGIN of the image side, so
+        that a defect never sits on the object's rim against the background (e.g. bottle's grey edge
+        ring); textures and ``foreground="full"`` get the whole image.
+        """
         if self.foreground == "full":
             return np.full(hw, 255, np.uint8)
         if self._model is None:
@@ -113,8 +119,11 @@ class LayoutProposer:
         if self._model.texture:
             return np.full(hw, 255, np.uint8)
         if path not in self._fg:
-            small = foreground_mask(self.loader(path), self._model, self.foreground)
-            self._fg[path] = cv2.resize(small, (256, 256), interpolation=cv2.INTER_NEAREST)
+            small = cv2.resize(foreground_mask(self.loader(path), self._model, self.foreground), (256, 256),
+                               interpolation=cv2.INTER_NEAREST)
+            k = 2 * max(1, round(EDGE_MARGIN * 256)) + 1
+            eroded = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+            self._fg[path] = eroded if eroded.any() else small
         return cv2.resize(self._fg[path], (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
 
     def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:

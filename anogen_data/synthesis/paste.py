@@ -6,7 +6,9 @@ layout (``shape_source = "real:<mask path>"``), warps it with the *same* albumen
 ``propose`` used to make the layout's mask (``layout.shapes.real_shape`` with the layout's seed), jitters
 brightness/contrast/hue, and blends it into the layout's box with Poisson editing (Perez et al.,
 SIGGRAPH 2003; ``cv2.seamlessClone``: "normal" for blob-like defects, "mixed" for thin ones, which keeps
-the stronger of source and target gradients) and a feathered alpha at the border. When the Poisson
+the stronger of source and target gradients) and a feathered alpha at the border. The blend region is
+the defect mask dilated by at most MAX_FEATHER_PX (+ the clone's own erosion), never the crop's box, so
+the learn shot's surroundings (background, other rim parts) do not come along with the defect. When the Poisson
 solution shifts the defect's mean colour by more than MAX_DRIFT (its boundary crossed a strong edge,
 e.g. the bright background beside a bottle), the warped defect is pasted with the feathered alpha only.
 
@@ -34,6 +36,7 @@ THIN = 0.35  # mask area / (perimeter * short side) below this counts as thin ->
 PAD = 8  # px of reflection padding so that seamlessClone never meets the image border
 MAX_DRIFT = 40.0  # grey levels: above this mean colour shift the Poisson result is dropped for a plain paste
 CLONE_ERODE = 3  # seamlessClone erodes its mask by 3 px internally; we dilate by as much first
+MAX_FEATHER_PX = 3.0  # the blend ring around the mask stays a few px: the shot's surroundings never come along
 
 
 @lru_cache(maxsize=32)
@@ -52,7 +55,8 @@ def clone_mode(mask: np.ndarray) -> str:
 
 
 class PasteBackend(Backend):
-    """Real-defect transplant; options: ``jitter`` (0.1), ``feather`` (0.08 of the box side),
+    """Real-defect transplant; options: ``jitter`` (0.1), ``feather`` (0.08 of the box side, at most
+    MAX_FEATHER_PX),
     ``blend`` ({defect: "normal"|"mixed"} overrides), ``refine`` (false)."""
 
     name = "paste"
@@ -86,7 +90,7 @@ class PasteBackend(Backend):
             "shot": shot.path,
             "mode": mode,
             "jitter": draw_jitter(rng, float(self.context.options.get("jitter", 0.1))),
-            "feather_px": round(max(1.0, feather * min(x1 - x0, y1 - y0)), 2),
+            "feather_px": round(min(MAX_FEATHER_PX, max(1.0, feather * min(x1 - x0, y1 - y0))), 2),
             "refine": bool(self.context.options.get("refine", False)),
         }
 

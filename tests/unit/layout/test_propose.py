@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
+from anogen_data.data.image_io import read_image
 from anogen_data.errors import AnogenError
-from anogen_data.layout.propose import LayoutProposer, propose_layouts
+from anogen_data.layout.foreground import foreground_mask
+from anogen_data.layout.propose import EDGE_MARGIN, LayoutProposer, propose_layouts
 from anogen_data.layout.rle import decode_rle, mask_bbox
 from anogen_data.records import read_index
 
@@ -42,6 +45,18 @@ def test_masks_fall_inside_the_foreground_of_object_categories(layouts, entries)
         foreground = proposer.foreground_of(layout.source_path, (64, 64))
         mask = decode_rle(layout.mask_rle)
         assert not (foreground[mask > 0] == 0).any()
+
+
+def test_defects_keep_a_margin_off_the_object_edge(layouts, entries):
+    proposer = LayoutProposer(entries)
+    proposer.foreground_of(layouts[0].source_path, (64, 64))  # fits the background model
+    assert not proposer._model.texture  # the demo is an object category
+    for layout in layouts:
+        obj = foreground_mask(read_image(layout.source_path), proposer._model)  # the object, not eroded
+        inside = cv2.distanceTransform((obj > 0).astype(np.uint8), cv2.DIST_L2, 5)  # px to the background
+        mask = decode_rle(layout.mask_rle)
+        assert inside[mask > 0].min() >= EDGE_MARGIN * 64 - 1.5  # 1.5: the 256 px cache's rounding
+
 
 
 def test_same_seed_same_layouts_and_each_layout_independent_of_n(entries, layouts):

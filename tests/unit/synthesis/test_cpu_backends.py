@@ -88,6 +88,25 @@ def test_paste_transplants_the_real_defect_under_the_layout_mask(context, layout
         assert np.mean(inside > 10) > 0.3  # the defect is visible where the mask says
 
 
+def test_paste_blend_ring_stays_a_few_pixels_for_any_box_or_feather(entries, layouts):
+    from anogen_data.synthesis.paste import CLONE_ERODE, MAX_FEATHER_PX
+
+    wide = SynthesisContext(
+        learn_shots=tuple(e for e in entries if e.role == "learn"),
+        good_paths=tuple(e.path for e in entries if e.role == "train"),
+        options={"feather": 0.5},  # half the box side would drag the shot's surroundings along
+    )
+    backend = get_backend("paste")(wide)
+    for layout in layouts:
+        source = read_image(layout.source_path)
+        recipe = backend.make_recipe(source, layout, sample_rng(layout))
+        assert recipe["feather_px"] <= MAX_FEATHER_PX
+        image, mask = backend.apply(source, layout, recipe)
+        reach = int(np.ceil(MAX_FEATHER_PX + 2 * MAX_FEATHER_PX)) + CLONE_ERODE + 1  # dilation + blur tail
+        dilated = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))) > 0
+        assert np.abs(image.astype(int) - source.astype(int)).max(axis=2)[~dilated].max(initial=0) <= 2
+
+
 def test_perlin_blend_follows_draem_equation(context, layouts):
     backend = get_backend("perlin")(context)
     layout = layouts[0]
