@@ -6,6 +6,11 @@ changes a single byte. Results are written as they come (PNG files renamed into 
 ``records.jsonl`` line per sample, in layout order), so memory stays bounded and an interrupted run
 resumes from its records: the valid prefix of ``records.jsonl`` is kept, the rest is redone.
 
+With workers the parent only hands out layouts and appends the returned rows: each worker process
+reads its own source images, synthesises and writes its own PNGs, a few batches per task (``chunk_batches``)
+so task hand-off stays small next to the work, with one OpenCV and one torch thread each so W workers
+use W cores without oversubscribing them.
+
 Backends: see ``anogen_data.synthesis`` (CutPaste, Li et al. CVPR 2021; DRAEM, Zavrtanik et al. ICCV
 2021; real-defect paste; AnoGen, Gui et al. ECCV 2024; DualAnoDiff, Jin et al. CVPR 2025).
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,6 +36,8 @@ from anogen_data.synthesis.base import RECIPE_EXTRA, Backend, SynthesisContext, 
 
 RECORDS = "records.jsonl"
 SYNTH_STREAM = 2  # rng stream of a sample's synthesis (1 = its layout)
+TASK_SAMPLES = 16  # at most this many samples per worker task: hand-off cost amortised, progress still moves
+TASKS_PER_WORKER = 4  # ... and at least this many tasks per worker, so the last ones balance out
 
 _WORKER: dict = {}
 
@@ -68,13 +76,30 @@ def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path)
     return rows
 
 
+def one_thread() -> None:
+    """One OpenCV thread and (when torch is loaded) one torch thread in this process: a worker's share of cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.set_num_threads(1)
+
+
 def _init_worker(backend_name: str, context: SynthesisContext, out_dir: str) -> None:
+    one_thread()
     _WORKER["backend"] = get_backend(backend_name)(context)
+    one_thread()  # again: the backend may have imported torch
     _WORKER["out_dir"] = Path(out_dir)
 
 
-def _worker_batch(layouts: list[Layout]) -> list[dict]:
-    return synthesise_batch(_WORKER["backend"], layouts, _WORKER["out_dir"])
+def _worker_task(batches: list[list[Layout]]) -> list[dict]:
+    return [row for layouts in batches for row in synthesise_batch(_WORKER["backend"], layouts, _WORKER["out_dir"])]
+
+
+def chunk_batches(n_batches: int, batch: int, workers: int) -> int:
+    """Batches per worker task: up to ``TASK_SAMPLES`` samples, but at least ``TASKS_PER_WORKER`` tasks per worker."""
+    return max(1, min(TASK_SAMPLES // batch, n_batches // (TASKS_PER_WORKER * workers)))
 
 
 def completed_rows(out_dir: Path) -> list[dict]:
@@ -146,7 +171,8 @@ def run_synthesis(
 def _run_batches(
     backend_name: str, context: SynthesisContext, todo: list[Layout], out_dir: Path, batch: int, workers: int
 ) -> Iterator[list[dict]]:
-    """Yield each batch's rows in order; with workers > 1 at most 4 x workers batches are in flight."""
+    """Yield rows in layout order (a batch, or a worker task of ``chunk_batches`` batches, at a time);
+    with workers > 1 at most 4 x workers tasks are in flight."""
     if workers <= 1 or len(todo) <= batch:
         backend = get_backend(backend_name)(context)
         for layouts in _batches(todo, batch):
@@ -161,11 +187,13 @@ def _run_batches(
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    batches = list(_batches(todo, batch))
+    per_task = chunk_batches(len(batches), batch, workers)
     try:
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(backend_name, context, str(out_dir))) as pool:
             pending: deque[Future] = deque()
-            for layouts in _batches(todo, batch):
-                pending.append(pool.submit(_worker_batch, layouts))
+            for start in range(0, len(batches), per_task):
+                pending.append(pool.submit(_worker_task, batches[start:start + per_task]))
                 if len(pending) >= 4 * workers:
                     yield pending.popleft().result()
             while pending:

@@ -57,6 +57,46 @@ def test_two_workers_give_identical_bytes(reference, setup, tmp_path):
     _same_tree(reference, tmp_path / "w2")
 
 
+def test_two_workers_with_several_samples_per_task_give_identical_bytes(reference, setup, tmp_path, monkeypatch):
+    import anogen_data.synthesis.runner as runner
+
+    monkeypatch.setattr(runner, "TASKS_PER_WORKER", 1)  # 10 samples, 2 workers -> 2 tasks of 5
+    assert runner.chunk_batches(10, 1, 2) == 5
+    context, layouts = setup
+    run_synthesis("paste", context, layouts, tmp_path / "w2", workers=2)
+    _same_tree(reference, tmp_path / "w2")
+
+
+def test_chunk_batches_bounds_task_size_and_keeps_tasks_per_worker():
+    from anogen_data.synthesis.runner import TASK_SAMPLES, TASKS_PER_WORKER, chunk_batches
+
+    assert chunk_batches(10_000, 1, 2) == TASK_SAMPLES  # big runs: capped samples per task
+    assert chunk_batches(10_000, 4, 2) == TASK_SAMPLES // 4  # batches of 4 samples
+    assert chunk_batches(40, 1, 2) == 40 // (TASKS_PER_WORKER * 2)  # small runs: every worker gets several tasks
+    assert chunk_batches(3, 1, 2) == 1 and chunk_batches(100, 64, 2) == 1
+
+
+def _thread_counts() -> tuple[int, int]:
+    import cv2
+    import torch
+
+    return cv2.getNumThreads(), torch.get_num_threads()
+
+
+def test_workers_run_one_opencv_and_one_torch_thread(setup, tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch  # noqa: F401  (loaded in the parent, as albumentations does, so forked workers inherit it)
+
+    from anogen_data.synthesis.runner import _init_worker
+
+    context, _ = setup
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path))) as pool:
+        assert pool.submit(_thread_counts).result() == (1, 1)
+
+
 def test_resume_after_a_crash_gives_the_same_output(reference, setup, tmp_path, monkeypatch):
     context, layouts = setup
     out = tmp_path / "crashed"
