@@ -125,3 +125,34 @@ def test_aupro_exact_whatever_the_cell_count(bins, monkeypatch):
     expected = slow_aupro(maps, masks)
     monkeypatch.setattr(metrics, "_BINS", bins)
     assert aupro(maps, masks) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("sample", [7, 64])
+def test_aupro_exact_with_a_strided_sample_bound(sample, monkeypatch):
+    # float32 maps larger than the sample: the FPR-limit bound comes from every k-th pixel
+    import anogen_data.detector.metrics as metrics
+
+    rng = np.random.default_rng(sample)
+    masks = [np.zeros((32, 32), np.uint8) for _ in range(3)]
+    masks[0][4:9, 5:12] = 255
+    masks[2][20:23, 3:30] = 255
+    masks[2][1:3, 1:3] = 255
+    maps = [(rng.random((32, 32)) + 0.4 * (m > 0)).astype(np.float32) for m in masks]
+    expected = slow_aupro(maps, masks)
+    monkeypatch.setattr(metrics, "_SAMPLE", sample)
+    assert aupro(maps, masks) == pytest.approx(expected, abs=1e-9)
+
+
+def test_aupro_exact_when_the_sample_bound_is_too_high(monkeypatch):
+    # the sampled pixels (every 4th) are the highest normal scores: the bound keeps too few candidates,
+    # so the count check must fall back to all normal pixels
+    import anogen_data.detector.metrics as metrics
+
+    rng = np.random.default_rng(7)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[5:9, 6:10] = 255
+    score = rng.random((16, 16)) * 0.5
+    score.ravel()[::4] += 0.5
+    score[mask > 0] = rng.random(16) * 0.8 + 0.2
+    monkeypatch.setattr(metrics, "_SAMPLE", 64)
+    assert aupro([score], [mask]) == pytest.approx(slow_aupro([score], [mask]), abs=1e-9)
