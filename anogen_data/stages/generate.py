@@ -7,6 +7,9 @@ dataset version with ``writers.version.write_version`` or leaves ``records.jsonl
 (Zavrtanik et al., ICCV 2021), CutPaste (Li et al., CVPR 2021), AnoGen (Gui et al., ECCV 2024) and
 DualAnoDiff (Jin et al., CVPR 2025).
 
+With ``--workers W`` (CPU backends) both the layout proposal and the synthesis run in W forked
+processes; each sample is seeded on its own, so the layouts and the bytes do not depend on W.
+
 Work happens in a ``*.partial`` folder beside the output; it becomes the output only when complete,
 and ``--resume`` continues it after an interruption.
 
@@ -19,8 +22,11 @@ one version (same bytes as one process), the others return None. One process: no
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from anogen_data.config import GenerateConfig, IndexConfig, ProposeConfig, config_to_dict
@@ -28,16 +34,19 @@ from anogen_data.errors import AnogenError
 from anogen_data.files import sha256_file
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
 from anogen_data.stages.index import index_entries, load_index_entries
+from anogen_data.layout.propose import LayoutProposer, interleave
 from anogen_data.stages.propose import make_layouts
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
-from anogen_data.synthesis.runner import RECORDS, run_synthesis
+from anogen_data.synthesis.runner import RECORDS, chunk_batches, one_thread, run_synthesis
 
 RUN_CONFIG = "config.json"
 NOT_COMPARED = ("workers",)  # settings that never change the bytes, so a resume may change them
 
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(k)
+
+_PROPOSER: dict = {}
 
 
 def choose_backend(config: GenerateConfig, entries: list[IndexEntry]) -> str:
@@ -82,7 +91,39 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
     propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape, seed=config.seed)
     advance = progress("propose", config.n) if progress else None
     category = entries[0].category or config.category
+    if config.workers > 1 and backend in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
+        return propose_in_workers(propose, entries, category, config.workers, advance)
     return make_layouts(propose, entries, category, advance)
+
+
+def _init_proposer(proposer: LayoutProposer) -> None:
+    one_thread()
+    _PROPOSER["proposer"] = proposer
+
+
+def _propose_task(jobs: list[tuple[int, str]], seed: int, category: str) -> list[Layout]:
+    return [_PROPOSER["proposer"].propose(number, defect, seed, category) for number, defect in jobs]
+
+
+def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], category: str, workers: int,
+                       on_progress: Callable[[int], None] | None = None) -> list[Layout]:
+    """``make_layouts``'s very layouts, proposed by ``workers`` forked processes (each with its own image caches).
+
+    Every layout depends only on (seed, number, defect type), so splitting the numbers between
+    processes changes nothing; the parent only collects the results in order.
+    """
+    proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape)
+    jobs = list(enumerate(interleave(proposer.defect_counts(config.n, config.defect))))
+    per_task = chunk_batches(len(jobs), 1, workers)
+    tasks = [jobs[start:start + per_task] for start in range(0, len(jobs), per_task)]
+    layouts: list[Layout] = []
+    ctx = multiprocessing.get_context("fork")  # the proposer (entries, box statistics) is inherited, not pickled
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
+        for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
+            layouts.extend(done)
+            if on_progress:
+                on_progress(len(done))
+    return layouts
 
 
 def make_context(config: GenerateConfig, backend: str, entries: list[IndexEntry], concepts: Path | None) -> SynthesisContext:

@@ -63,6 +63,19 @@ def test_workers_do_not_change_the_bytes(run_cli, demo_index, tmp_path):
     _same_tree(tmp_path / "w1", tmp_path / "w2")
 
 
+@pytest.mark.parametrize("shape", ["auto", "mixed"])
+def test_layouts_proposed_in_workers_equal_the_serial_ones(demo_index, shape):
+    from anogen_data.config import ProposeConfig
+    from anogen_data.records import read_index
+    from anogen_data.stages.generate import propose_in_workers
+    from anogen_data.stages.propose import make_layouts
+
+    entries, config = read_index(demo_index), ProposeConfig(n=20, shape=shape, seed=3)
+    seen = []
+    assert propose_in_workers(config, entries, "demo", 2, seen.append) == make_layouts(config, entries, "demo")
+    assert sum(seen) == 20 and len(seen) > 2  # several tasks, progress reported per task
+
+
 def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, tmp_path, monkeypatch):
     from anogen_data.synthesis.perlin import PerlinBackend
 
