@@ -6,9 +6,10 @@ of the region above the threshold, against the false-positive rate over all norm
 under that curve up to FPR 0.3, divided by 0.3 (so a perfect detector scores 1.0).
 
 Our AUPRO gives each anomalous pixel the weight 1 / (its region's size x number of regions): their
-cumulative sum in descending-score order IS the PRO curve, and the count of normal pixels above a score
-is the FPR. Only the anomalous pixels are sorted; normal ones are counted into monotone score cells
-(see :func:`aupro`). No per-threshold labelling, no loops over thresholds or regions.
+sum above a score IS the PRO there, and the count of normal pixels above a score is the FPR. Only the
+pixels above the FPR limit matter; the normal ones there are counted into monotone score cells and
+only those sharing a cell with an anomalous score are sorted (see :func:`aupro`). No per-threshold
+labelling, no loops over thresholds or regions, no sort of all pixels.
 
 Conventions: score maps are float (H, W), higher = more anomalous, any range; masks are (H, W) with
 nonzero (255) = defect. Maps of one call may differ in size (e.g. letterboxed non-square images cropped
@@ -66,16 +67,20 @@ def _region_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray
     """
     import cv2
 
-    flags, weights, regions = [], [], 0
-    for mask in masks:
-        inside = np.ascontiguousarray(np.asarray(mask) > 0)
-        flags.append(inside.ravel())
-        if inside.any():
+    arrays = [np.asarray(mask) for mask in masks]
+    anomalous = np.concatenate([a.ravel() for a in arrays]) > 0
+    region_ids, regions, offset = [], 0, 0
+    for a in arrays:
+        if anomalous[offset : offset + a.size].any():
+            inside = np.ascontiguousarray(a > 0)
             count, labels = cv2.connectedComponents(inside.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-            region_of = np.extract(inside, labels)  # row-major, like the flags
-            weights.append(1.0 / np.bincount(region_of, minlength=count)[region_of])
+            region_ids.append(np.extract(inside, labels) + (regions - 1))  # row-major, like the flags
             regions += count - 1
-    return np.concatenate(flags), np.concatenate(weights) if weights else np.zeros(0), regions
+        offset += a.size
+    if not regions:
+        return anomalous, np.zeros(0), 0
+    ids = np.concatenate(region_ids)
+    return anomalous, 1.0 / np.bincount(ids, minlength=regions)[ids], regions
 
 
 _BINS = 1 << 18  # score cells over the candidate normals: a few normal pixels per cell at 40 maps of 256 px
@@ -106,6 +111,18 @@ def _candidate_normals(scores: np.ndarray, anomalous: np.ndarray, n_normal: int,
         if candidates.size >= rank:
             return candidates
     return np.extract(~anomalous, scores)
+
+
+def _limit_score(normals: np.ndarray, cells: np.ndarray, counts: np.ndarray, rank: int):
+    """(the ``rank``-th largest normal score, #normals above it, #normals at or above it), from the cell counts."""
+    at_or_above = np.cumsum(counts[::-1])[::-1]  # normal pixels in cell >= c
+    limit_cell = int(np.flatnonzero(at_or_above >= rank)[-1])
+    higher = int(at_or_above[limit_cell] - counts[limit_cell])  # normal pixels in cells above
+    in_limit_cell = np.extract(cells == limit_cell, normals)
+    k = in_limit_cell.size - (rank - higher)
+    limit_score = np.partition(in_limit_cell, k)[k]
+    n_above = higher + int(np.count_nonzero(in_limit_cell > limit_score))
+    return limit_score, n_above, higher + int(np.count_nonzero(in_limit_cell >= limit_score))
 
 
 def _normal_counts_at(sorted_normals: np.ndarray, normals_above_cell: np.ndarray, values: np.ndarray, cells):
@@ -150,14 +167,7 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     lo, hi = normals.min(), max(normals.max(), abnormal.max())
     cells = _cells(normals, lo, hi, _BINS)
     counts = np.bincount(cells, minlength=_BINS)
-    at_or_above = np.cumsum(counts[::-1])[::-1]  # normal pixels in cell >= c
-    limit_cell = int(np.flatnonzero(at_or_above >= rank)[-1])
-    higher = int(at_or_above[limit_cell] - counts[limit_cell])  # normal pixels in cells above
-    in_limit_cell = np.extract(cells == limit_cell, normals)
-    k = in_limit_cell.size - (rank - higher)
-    limit_score = np.partition(in_limit_cell, k)[k]  # the rank-th largest normal score
-    n_above = higher + int(np.count_nonzero(in_limit_cell > limit_score))  # normal pixels > limit_score
-    n_at = higher + int(np.count_nonzero(in_limit_cell >= limit_score))
+    limit_score, n_above, n_at = _limit_score(normals, cells, counts, rank)
     up = abnormal > limit_score
     values, value_weights = abnormal[up], weights[up]
     value_cells = _cells(values, lo, hi, _BINS)
