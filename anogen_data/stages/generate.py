@@ -114,6 +114,8 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     """
     proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape)
     jobs = list(enumerate(interleave(proposer.defect_counts(config.n, config.defect))))
+    first = proposer.goods[0]
+    proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, before forking
     per_task = chunk_batches(len(jobs), 1, workers)
     tasks = [jobs[start:start + per_task] for start in range(0, len(jobs), per_task)]
     layouts: list[Layout] = []
