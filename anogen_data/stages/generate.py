@@ -112,19 +112,26 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     Every layout depends only on (seed, number, defect type), so splitting the numbers between
     processes changes nothing; the parent only collects the results in order.
     """
+    import cv2
+
     proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape)
     jobs = list(enumerate(interleave(proposer.defect_counts(config.n, config.defect))))
-    first = proposer.goods[0]
-    proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, before forking
     per_task = chunk_batches(len(jobs), 1, workers)
     tasks = [jobs[start:start + per_task] for start in range(0, len(jobs), per_task)]
     layouts: list[Layout] = []
     ctx = multiprocessing.get_context("fork")  # the proposer (entries, box statistics) is inherited, not pickled
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
-        for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
-            layouts.extend(done)
-            if on_progress:
-                on_progress(len(done))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # no child may inherit OpenCV's thread pool: a forked copy of it hangs
+    try:
+        first = proposer.goods[0]
+        proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
+            for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
+                layouts.extend(done)
+                if on_progress:
+                    on_progress(len(done))
+    finally:
+        cv2.setNumThreads(threads)
     return layouts
 
 
