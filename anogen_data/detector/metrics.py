@@ -1,4 +1,4 @@
-"""Anomaly-detection metrics: image/pixel AUROC, AP, F1-max (torchmetrics) and AUPRO (ours, vectorised).
+"""Anomaly-detection metrics: image/pixel AUROC, AP, F1-max and PR curves (torchmetrics), AUPRO (ours, vectorised).
 
 AUPRO is the per-region-overlap curve of MVTec AD (Bergmann et al., IJCV 2021, "The MVTec Anomaly
 Detection Dataset"): for each threshold, PRO = mean over ground-truth connected regions of the fraction
@@ -33,31 +33,51 @@ def min_max(values) -> torch.Tensor:
     return (values - low) / (high - low)
 
 
-def _f1_max(scores: torch.Tensor, target: torch.Tensor) -> float:
-    from torchmetrics.functional.classification import binary_precision_recall_curve
-
-    precision, recall, _ = binary_precision_recall_curve(scores, target)
-    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
-    return float(f1.max())
+CURVE_POINTS = 200  # PR-curve rows written per curve: enough for a smooth plot, small for DVC and git
 
 
-def binary_metrics(scores, target) -> dict[str, float]:
-    """AUROC, AP and F1-max of 1-D ``scores`` against {0,1} ``target`` (scores min-max normalised).
+def pr_rows(precision: torch.Tensor, recall: torch.Tensor, max_points: int = CURVE_POINTS) -> list[dict]:
+    """A torchmetrics PR curve as DVC plot rows ``[{"recall", "precision"}]``, recall ascending.
 
-    Returns NaN for all three when ``target`` has a single class (the metrics are undefined).
+    The rows run from (recall 0, precision 1) to (recall 1, the positive fraction). Longer curves keep
+    both ends and, for each of an even recall grid, the first point reaching it (the top of that step),
+    so at most ``max_points`` rows.
     """
-    from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+    recall, precision = recall.flip(0).numpy(), precision.flip(0).numpy()
+    keep = np.arange(recall.size)
+    if recall.size > max_points:
+        grid = np.searchsorted(recall, np.linspace(0.0, 1.0, max_points - 2)).clip(0, recall.size - 1)
+        keep = np.unique(np.r_[0, grid, recall.size - 1])
+    return [{"recall": round(float(recall[i]), 6), "precision": round(float(precision[i]), 6)} for i in keep]
+
+
+def binary_metrics_and_curve(scores, target, max_points: int = CURVE_POINTS) -> tuple[dict[str, float], list[dict]]:
+    """AUROC, AP and F1-max of 1-D ``scores`` against {0,1} ``target``, and the PR curve as :func:`pr_rows`.
+
+    Scores are min-max normalised; one torchmetrics PR curve gives AP (torchmetrics' own step sum
+    -sum(diff(recall) * precision[:-1]), as ``binary_average_precision``), F1-max and the rows.
+    Returns NaN metrics and no rows when ``target`` has a single class (the metrics are undefined).
+    """
+    from torchmetrics.functional.classification import binary_auroc, binary_precision_recall_curve
 
     scores = min_max(torch.as_tensor(np.asarray(scores)).flatten())
     target = torch.as_tensor(np.asarray(target)).flatten().long()
     positives = int(target.sum())
     if positives == 0 or positives == target.numel():
-        return {"auroc": float("nan"), "ap": float("nan"), "f1_max": float("nan")}
-    return {
+        return {"auroc": float("nan"), "ap": float("nan"), "f1_max": float("nan")}, []
+    precision, recall, _ = binary_precision_recall_curve(scores, target)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    metrics = {
         "auroc": float(binary_auroc(scores, target)),
-        "ap": float(binary_average_precision(scores, target)),
-        "f1_max": _f1_max(scores, target),
+        "ap": float(-torch.sum((recall[1:] - recall[:-1]) * precision[:-1])),
+        "f1_max": float(f1.max()),
     }
+    return metrics, pr_rows(precision, recall, max_points)
+
+
+def binary_metrics(scores, target) -> dict[str, float]:
+    """AUROC, AP and F1-max of 1-D ``scores`` against {0,1} ``target`` (see :func:`binary_metrics_and_curve`)."""
+    return binary_metrics_and_curve(scores, target)[0]
 
 
 def _region_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -195,28 +215,36 @@ def image_scores_from_maps(maps: torch.Tensor, pool: int = 0) -> torch.Tensor:
     return maps.flatten(1).amax(dim=1)
 
 
-def evaluate(
+def evaluate_with_curves(
     image_scores: Sequence[float],
     labels: Sequence[int],
     maps: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
     fpr_limit: float = 0.3,
-) -> dict[str, float]:
-    """All benchmark metrics at once.
+    max_points: int = CURVE_POINTS,
+) -> tuple[dict[str, float], dict[str, list[dict]]]:
+    """All benchmark metrics at once, and the image- and pixel-level PR curves.
 
     Args:
         image_scores: one score per image (higher = more anomalous).
         labels: 1 for anomalous images, 0 for good ones.
         maps: per-image score maps (H_i, W_i); masks: matching ground truth, nonzero = defect.
+        max_points: rows kept per PR curve (:func:`pr_rows`).
 
     Returns:
-        {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"}.
+        ({"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"},
+        {"image": rows, "pixel": rows}) with rows ``[{"recall", "precision"}]`` (empty for one class).
     """
-    image = binary_metrics(image_scores, labels)
+    image, image_curve = binary_metrics_and_curve(image_scores, labels, max_points)
     pixel_scores = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
     pixel_target = np.concatenate([(np.asarray(m) > 0).ravel() for m in masks])
-    pixel = binary_metrics(pixel_scores, pixel_target)
+    pixel, pixel_curve = binary_metrics_and_curve(pixel_scores, pixel_target, max_points)
     out = {f"image_{k}": v for k, v in image.items()}
     out.update({f"pixel_{k}": v for k, v in pixel.items()})
     out["aupro"] = aupro(maps, masks, fpr_limit)
-    return out
+    return out, {"image": image_curve, "pixel": pixel_curve}
+
+
+def evaluate(image_scores, labels, maps, masks, fpr_limit: float = 0.3) -> dict[str, float]:
+    """The metrics of :func:`evaluate_with_curves` alone."""
+    return evaluate_with_curves(image_scores, labels, maps, masks, fpr_limit)[0]

@@ -1,10 +1,13 @@
-"""Stage ``benchmark``: a trained detector on the index's held-out real images; ``metrics.json`` + PNG.
+"""Stage ``benchmark``: a trained detector on the index's held-out real images; metrics, PR curves, PNG.
 
 Only index rows with role "eval" are read (real test/good and the real anomalies that no concept,
 layout or paste saw); an eval image that is also a learn shot is refused. Each image is letterboxed
 into the model's canvas like in training, and the score map is cropped back to the image content, so
 non-square images are scored unsquashed. Metrics: ``anogen_data.detector.metrics.evaluate`` (image and
-pixel AUROC/AP/F1-max, AUPRO at FPR 0.3; MVTec AD, Bergmann et al., IJCV 2021).
+pixel AUROC/AP/F1-max, AUPRO at FPR 0.3; MVTec AD, Bergmann et al., IJCV 2021). The pixel- and
+image-level precision-recall curves go to ``pr_pixel.json`` / ``pr_image.json``: one list of
+``{"recall", "precision"}`` rows each (<= 200), what ``dvc plots`` reads (x: recall, y: precision);
+two files, because DVC merges the row lists of one JSON file by position.
 """
 
 from __future__ import annotations
@@ -116,9 +119,12 @@ def score_map_figure(images, maps, masks, contents, labels, count: int) -> np.nd
 
 
 def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConfig, force: bool = False) -> dict:
-    """Evaluate and write ``out/metrics.json`` and ``out/score_maps.png`` atomically; returns the metrics."""
+    """Evaluate; write ``out/metrics.json``, ``out/pr_{pixel,image}.json``, ``out/score_maps.png`` atomically.
+
+    Returns the metrics report (as in metrics.json).
+    """
     from anogen_data.data.image_io import write_png
-    from anogen_data.detector.metrics import evaluate
+    from anogen_data.detector.metrics import evaluate_with_curves
     from anogen_data.detector.train import predict_maps
     from anogen_data.stages.train import resolve_device
 
@@ -130,7 +136,7 @@ def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConf
     maps = predict_maps(model, images, config.batch_size, device)
     pool = config.score_pool or max(3, min(canvas) // 16)
     cropped, scores = score_images(maps, contents, pool)
-    metrics = evaluate(scores, labels, cropped, masks, config.fpr_limit)
+    metrics, curves = evaluate_with_curves(scores, labels, cropped, masks, config.fpr_limit)
     report = {
         **{k: (None if v != v else round(v, 6)) for k, v in metrics.items()},  # NaN (undefined) -> null
         "n_eval": len(entries), "n_anomalous": sum(labels),
@@ -139,5 +145,7 @@ def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConf
     }
     with atomic_output_dir(Path(out), force=force) as tmp:
         write_json(tmp / "metrics.json", report)
+        for level, rows in curves.items():
+            write_json(tmp / f"pr_{level}.json", rows)
         write_png(tmp / "score_maps.png", score_map_figure(images, cropped, masks, contents, labels, config.figures))
     return report

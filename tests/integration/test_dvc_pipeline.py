@@ -3,7 +3,8 @@
 One test, in order, because each step needs the previous one's state: ``dvc repro`` builds everything;
 a second ``dvc repro`` runs nothing; ``dvc exp run -S generate.n=...`` reruns generate and everything
 downstream but not index/propose; ``dvc metrics show`` lists the dataset stats, quality and benchmark
-metrics. DVC calls the ``anogen-data`` installed beside this interpreter (put first on PATH).
+metrics; ``dvc plots show`` renders the pixel/image PR curves. DVC calls the ``anogen-data`` installed
+beside this interpreter (put first on PATH).
 Slow (a few minutes on 2 CPU cores); ``.ci/run`` runs it.
 """
 
@@ -91,3 +92,9 @@ def test_smoke_pipeline_repro_rerun_experiment_metrics(smoke_repo):
     files = {Path(name).as_posix() for rev in shown.values() for name in rev["data"]}
     assert {"datasets/demo/v1/stats.json", "metrics/demo/quality.json",
             "metrics/demo/benchmark/metrics.json"} <= files, files
+
+    plots = json.loads(_dvc(smoke_repo, "plots", "show", "--json"))["data"]
+    for level in ("pixel", "image"):  # the PR curves render as vega line plots of recall vs precision
+        (plot,) = plots[f"metrics/demo/benchmark/pr_{level}.json"]
+        values = plot["content"]["data"]["values"]
+        assert values[0]["recall"] == 0.0 and values[-1]["recall"] == 1.0 and len(values) <= 200, values[:3]

@@ -55,6 +55,9 @@ def test_train_then_benchmark_on_demo(run_cli, demo_version, demo_index, tmp_pat
     from anogen_data.data.image_io import read_image
 
     assert read_image(tmp_path / "bench" / "score_maps.png").shape[1] == 3 * 64
+    for level in ("pixel", "image"):  # the PR curves dvc plots draws (x: recall, y: precision)
+        rows = json.loads((tmp_path / "bench" / f"pr_{level}.json").read_text())
+        assert 2 <= len(rows) <= 200 and rows[0] == {"recall": 0.0, "precision": 1.0} and rows[-1]["recall"] == 1.0
 
 
 def test_same_seed_same_weight_bytes(run_cli, demo_version, tmp_path):
