@@ -6,16 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny convolutions run far faster on one thread on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny convolutions run far faster on one thread on a shared 2-core box (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

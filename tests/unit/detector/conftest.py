@@ -48,9 +48,6 @@ def demo_items(demo_data_root):
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def _detector_tests_on_one_thread(one_torch_thread):
     """Tiny convolutions run ~10x faster on one thread than on two on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
