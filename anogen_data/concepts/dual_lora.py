@@ -69,6 +69,14 @@ class DualTrainOptions:
     seed: int = 0
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the body with the global torch RNG seeded to ``seed``; the caller's RNG state is restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def add_branch_adapters(unet, text_encoder=None, rank: int = 32) -> None:
     """Add the "whole" and "part" LoRA adapters; freeze everything else, make both adapters trainable."""
     from peft import LoraConfig
@@ -220,7 +228,8 @@ def train_dual_lora(
     unet, vae, scheduler = components.unet, components.vae, components.scheduler
     text_encoder = components.text_encoder if options.train_text_encoder else None
     if WHOLE not in getattr(unet, "peft_config", {}):
-        add_branch_adapters(unet, text_encoder, options.rank)
+        with seeded(options.seed):  # LoRA A is drawn from the global RNG: seed it, leave it as it was
+            add_branch_adapters(unet, text_encoder, options.rank)
     if options.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     dual.place(components.device, torch.float32).train()
@@ -333,8 +342,9 @@ def learn_dual_concept(components, images, masks, options: DualTrainOptions, fol
     shots = shot_tensors(images, masks, size)
     backgrounds = to_tensor([background_only(im, fg) for im, fg in zip(images, estimate_foreground(images), strict=True)], size)
     text_encoder = components.text_encoder if options.train_text_encoder else None
-    add_branch_adapters(components.unet, text_encoder, options.rank)
-    dual = DualModules.for_unet(components.unet)
+    with seeded(options.seed):  # LoRA A and SAIM q/k/v come from the global RNG: same seed, same concept
+        add_branch_adapters(components.unet, text_encoder, options.rank)
+        dual = DualModules.for_unet(components.unet)
     try:
         losses = train_dual_lora(components, dual, shots, backgrounds, options, on_step)
         files = save_dual_concept(folder, components.unet, text_encoder, dual)
