@@ -2,7 +2,7 @@
 
 One test, in order, because each step needs the previous one's state: ``dvc repro`` builds everything;
 a second ``dvc repro`` runs nothing; ``dvc exp run -S generate.n=...`` reruns generate and everything
-downstream but not index/propose; ``dvc metrics show`` lists the dataset stats, quality and benchmark
+downstream but not index/learn/propose; ``dvc metrics show`` lists the dataset stats, quality and benchmark
 metrics; ``dvc plots show`` renders the pixel/image PR curves. DVC calls the ``anogen-data`` installed
 beside this interpreter (put first on PATH).
 Slow (a few minutes on 2 CPU cores); ``.ci/run`` runs it.
@@ -84,7 +84,7 @@ def test_smoke_pipeline_repro_rerun_experiment_metrics(smoke_repo):
     experiment = _dvc(smoke_repo, "exp", "run", "-S", f"generate.n={n - 4}")
     ran = _ran(experiment)
     assert {"generate", "filter", "export", "quality", "train", "benchmark"} <= ran, experiment
-    assert not ran & {"index", "propose"}, f"index/propose reran after changing generate.n:\n{experiment}"
+    assert not ran & {"index", "learn", "propose"}, f"index/learn/propose reran after changing generate.n:\n{experiment}"
     records = (smoke_repo / "runs" / "demo" / "synth" / "records.jsonl").read_text().splitlines()
     assert len(records) == n - 4
 
