@@ -47,10 +47,13 @@ def front_matter(splits: dict[str, dict], license_name: str, backends: list[str]
     """The YAML front matter (without the ``---`` fences), built with ``huggingface_hub.DatasetCardData``.
 
     Args:
-        splits: {split: {"rows": n, "bytes": parquet bytes}} in the order the card lists them.
+        splits: {split: {"rows": n, "bytes": parquet bytes, "files": shard names under data/}} in the
+            order the card lists them (``HfWriter.close``).
 
-    ``dataset_info`` (features, split sizes) is included: besides documenting the columns, it makes the
-    ``datasets`` cache key differ between versions, which the ``configs`` block alone does not.
+    ``datasets`` keys a local folder's cache on the card alone (a hash of ``configs`` and ``dataset_info``;
+    the files' mtimes only count when no ``configs`` block exists). So ``configs`` lists each split's exact
+    shard names, which carry their sha256: versions with equal split sizes but different images get
+    different cache entries, and a Hub repo's stale shards from an earlier push are never read.
     """
     from datasets import DatasetInfo, SplitDict, SplitInfo
     from datasets.info import DatasetInfosDict
@@ -64,7 +67,8 @@ def front_matter(splits: dict[str, dict], license_name: str, backends: list[str]
         task_categories=["image-segmentation", "image-classification"],
         tags=tags,
         size_categories=[size_category(sum(s["rows"] for s in splits.values()))],
-        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
+        configs=[{"config_name": "default", "data_files": [
+            {"split": s, "path": [f"data/{f}" for f in meta["files"]]} for s, meta in splits.items()]}],
     )
     split_dict = SplitDict()
     for name, meta in splits.items():

@@ -1,7 +1,10 @@
 """The Hugging Face ``datasets`` folder of a version: embedded parquet shards, built offline.
 
-``hf/data/<split>-NNNNN-of-MMMMM.parquet`` holds one row per image with the PNG bytes embedded
-(``datasets.Image``), so ``datasets.load_dataset("<version>/hf")`` works with the sources deleted.
+``hf/data/<split>-NNNNN-of-MMMMM-<sha256[:16]>.parquet`` holds one row per image with the PNG bytes
+embedded (``datasets.Image``), so ``datasets.load_dataset("<version>/hf")`` works with the sources deleted.
+The content hash in each shard's name is the version's identity for ``datasets``: the card lists the
+exact file names, and ``datasets`` keys its cache on the card's ``configs`` and ``dataset_info``, so two
+versions with equal split sizes but different images never share a cache entry (``card.py``).
 Rows are written with ``datasets.arrow_writer.ParquetWriter`` (the library's own streaming writer) in
 small batches, and a shard is closed once it passes ``max_shard_bytes``: memory does not grow with the
 number of images.
@@ -17,7 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from anogen_data.files import sha256_file
+
 LABELS = ["good", "anomaly"]
+HASH_CHARS = 16  # hex digits of a shard's sha256 in its name: 64 bits, no accidental collision
 
 
 def hf_features():
@@ -80,18 +86,25 @@ class HfWriter:
             shards.writer.finalize()
             shards.writer = None
 
-    def close(self) -> dict[str, dict[str, int]]:
-        """Finish every shard and give it its final name; returns {split: {"rows", "shards", "bytes"}}."""
+    def close(self) -> dict[str, dict[str, Any]]:
+        """Finish every shard and give it its final name.
+
+        Returns:
+            {split: {"rows", "shards", "bytes", "files"}}; ``files`` are the shard names in order,
+            ``<split>-NNNNN-of-MMMMM-<sha256[:16]>.parquet``.
+        """
         out = {}
         for split, shards in self.splits.items():
             if shards.writer is not None:
                 shards.writer.finalize()
                 shards.writer = None
-            total, size = len(shards.paths), 0
+            total, size, files = len(shards.paths), 0, []
             for number, part in enumerate(shards.paths):
                 size += part.stat().st_size
-                part.rename(self.folder / f"{split}-{number:05d}-of-{total:05d}.parquet")
-            out[split] = {"rows": shards.rows, "shards": total, "bytes": size}
+                name = f"{split}-{number:05d}-of-{total:05d}-{sha256_file(part)[:HASH_CHARS]}.parquet"
+                part.rename(self.folder / name)
+                files.append(name)
+            out[split] = {"rows": shards.rows, "shards": total, "bytes": size, "files": files}
         return out
 
     def abort(self) -> None:

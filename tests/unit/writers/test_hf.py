@@ -8,6 +8,7 @@ import numpy as np
 import yaml
 
 from anogen_data.data.image_io import read_image, read_mask
+from anogen_data.files import sha256_file
 from anogen_data.writers.coco import mask_instances
 from anogen_data.writers.hf import HfWriter, hf_features
 
@@ -51,7 +52,10 @@ def test_card_front_matter_points_at_the_shards(written):
     assert meta["size_categories"] == ["n<1K"]
     assert {"anomaly-detection", "synthetic", "perlin"} <= set(meta["tags"])
     files = meta["configs"][0]["data_files"]
-    assert files == [{"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}]
+    data = written.folder / "hf" / "data"
+    shards = {s: sorted(f"data/{p.name}" for p in data.glob(f"{s}-*.parquet")) for s in ("train", "test")}
+    assert files == [{"split": "train", "path": shards["train"]}, {"split": "test", "path": shards["test"]}]
+    assert all(shards.values())
     assert "![contact sheet" in text and (written.folder / "hf" / "contact_sheet.png").is_file()
     assert "DRAEM" in text  # the perlin backend's paper is cited
 
@@ -65,9 +69,10 @@ def test_shards_rotate_and_are_named_of_total(tmp_path):
         writer.add("train", row, nbytes=60)
     summary = writer.close()
     names = sorted(p.name for p in (tmp_path / "data").iterdir())
-    assert summary == {"train": {"rows": 3, "shards": 2,
+    assert summary == {"train": {"rows": 3, "shards": 2, "files": names,
                                  "bytes": sum((tmp_path / "data" / n).stat().st_size for n in names)}}
-    assert names == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    assert [n.rsplit("-", 1)[0] for n in names] == ["train-00000-of-00002", "train-00001-of-00002"]
+    assert all(n.endswith(f"-{sha256_file(tmp_path / 'data' / n)[:16]}.parquet") for n in names)
 
 
 def _png() -> bytes:
@@ -88,8 +93,7 @@ def test_card_states_where_learn_shots_went(inputs, tmp_path):
 
 
 def test_two_versions_do_not_share_a_datasets_cache_entry(written, inputs, tmp_path):
-    """The README ``configs`` block alone gives every version the same cache key in ``datasets``; the
-    card's ``dataset_info`` (split sizes) keeps a second version from loading the first one's rows."""
+    """Versions of different sizes load their own rows from one ``cache_dir`` (equal sizes: test_hf_cache.py)."""
     from datasets import load_dataset
 
     from anogen_data.writers.version import write_version
