@@ -88,6 +88,7 @@ class ProposeConfig:
     defect: str | None = None  # one defect type, or None to split n over types by their learn shots
     foreground: str = "auto"  # auto: estimated from the good images (object) or whole image (texture) | full
     shape: str = "auto"  # auto: real learn-shot masks when the type has them, else perlin/stroke | real | perlin | stroke | mixed
+    placement: str = "auto"  # real shapes: auto (polar on objects, free on textures) | polar (learn shot's radius, new angle) | free
     seed: int = 0
 
 
@@ -106,6 +107,7 @@ class GenerateConfig:
     name: str | None = None  # dataset name; None = the category
     foreground: str = "auto"
     shape: str = "auto"
+    placement: str = "auto"  # as ProposeConfig.placement (used when generate proposes the layouts itself)
     model: str | None = None  # diffusion backends: hub id, local folder or "tiny"
     device: str = "auto"
     dtype: str = "auto"

@@ -4,6 +4,14 @@ diffusion, and that our CPU backends fill).
 
 Each sample ``i`` gets its own seed ``sample_seed(run_seed, i)``; every random choice of the sample
 comes from a generator seeded with it, so a layout never depends on the others (order, workers, n).
+
+Placement of real shapes (``placement``): "free" puts the warped learn-shot mask anywhere on the
+(eroded) object; "polar" keeps where the real defect sat: its distance from the object centre, as a
+fraction of the object radius, is kept from its learn shot, and the whole shot is turned (and maybe
+mirrored) about the object centre to a new angle (``shapes.polar_shape``), so defects that real data
+shows on a rim (MVTec bottle's broken_large/broken_small on the mouth ring) stay on the rim, tangent to
+it. The prior is learned from the learn shots only (role "learn"), never from the eval split. "auto" is
+polar for object categories, free for textures (no centre) and for synthetic shapes (no real position).
 """
 
 from __future__ import annotations
@@ -20,11 +28,14 @@ from anogen_data.errors import AnogenError
 from anogen_data.layout.boxes import BoxStats, place_box
 from anogen_data.layout.foreground import MODES, BackgroundModel, fit_background, foreground_mask
 from anogen_data.layout.rle import encode_rle
-from anogen_data.layout.shapes import SHAPE_KINDS, crop_defect, real_shape, synthetic_shape
+from anogen_data.layout.shapes import (
+    REAL_SOURCES, SHAPE_KINDS, crop_defect, mask_centroid, polar_shape, real_shape, synthetic_shape,
+)
 from anogen_data.records import IndexEntry, Layout
 
 SYNTHETIC_DEFECT = "synthetic"  # defect type name when a category has no real anomalies
 SHAPES = ("auto", "real", "perlin", "stroke", "mixed")
+PLACEMENTS = ("auto", "polar", "free")
 MIN_COVERAGE = 0.9  # accept a placement when this fraction of the shape lies on the (eroded) foreground
 PLACEMENT_TRIES = 20
 EDGE_MARGIN = 0.04  # object categories: defects keep this share of the image side off the object's edge
@@ -62,6 +73,8 @@ class LayoutProposer:
         foreground: "auto" (estimated) or "full" (whole image).
         shape: "auto" (real shapes when the defect type has learn shots, else perlin/stroke), "real",
             "perlin", "stroke" or "mixed" (perlin or stroke).
+        placement: where real shapes go: "auto" (polar on object categories, else free), "polar"
+            (the learn shot's radius about the object centre, a new angle) or "free" (anywhere on the object).
         loader: image reader (uint8 RGB), injectable for tests.
     """
 
@@ -71,10 +84,13 @@ class LayoutProposer:
         *,
         foreground: str = "auto",
         shape: str = "auto",
+        placement: str = "auto",
         loader: Callable[[str], np.ndarray] = read_image,
     ) -> None:
         if shape not in SHAPES:
             raise AnogenError(f"unknown shape '{shape}'; choose one of {', '.join(SHAPES)}")
+        if placement not in PLACEMENTS:
+            raise AnogenError(f"unknown placement '{placement}'; choose one of {', '.join(PLACEMENTS)}")
         if foreground not in MODES:
             raise AnogenError(f"unknown foreground '{foreground}'; choose one of {', '.join(MODES)}")
         self.goods = [e for e in entries if e.role == "train" and e.label == "good"]
@@ -84,10 +100,12 @@ class LayoutProposer:
         for e in entries:
             if e.role == "learn" and e.label == "anomaly" and e.mask_path:
                 self.shots[e.defect_type].append(e)
-        self.foreground, self.shape, self.loader = foreground, shape, loader
+        self.foreground, self.shape, self.placement, self.loader = foreground, shape, placement, loader
         self._model: BackgroundModel | None = None
+        self._objects: dict[str, np.ndarray] = {}
         self._fg: dict[str, np.ndarray] = {}
         self._crops: dict[str, np.ndarray] = {}
+        self._offsets: dict[str, np.ndarray] = {}
         self.stats = {d: BoxStats.from_masks([read_mask(e.mask_path) for e in es]) for d, es in self.shots.items()}
         self.all_stats = BoxStats(tuple(s for st in self.stats.values() for s in st.sizes))
 
@@ -111,20 +129,53 @@ class LayoutProposer:
         that a defect never sits on the object's rim against the background (e.g. bottle's grey edge
         ring); textures and ``foreground="full"`` get the whole image.
         """
-        if self.foreground == "full":
-            return np.full(hw, 255, np.uint8)
-        if self._model is None:
-            step = max(1, len(self.goods) // BACKGROUND_IMAGES)
-            self._model = fit_background(self.loader(e.path) for e in self.goods[::step])
-        if self._model.texture:
+        small = self._object(path)
+        if small is None:
             return np.full(hw, 255, np.uint8)
         if path not in self._fg:
-            small = cv2.resize(foreground_mask(self.loader(path), self._model, self.foreground), (256, 256),
-                               interpolation=cv2.INTER_NEAREST)
             k = 2 * max(1, round(EDGE_MARGIN * 256)) + 1
             eroded = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
             self._fg[path] = eroded if eroded.any() else small
         return cv2.resize(self._fg[path], (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+
+    def _object(self, path: str) -> np.ndarray | None:
+        """The estimated object of an image at 256 x 256, uint8 (255 = object); None = whole frame."""
+        if self.foreground == "full":
+            return None
+        if self._model is None:
+            step = max(1, len(self.goods) // BACKGROUND_IMAGES)
+            self._model = fit_background(self.loader(e.path) for e in self.goods[::step])
+        if self._model.texture:
+            return None
+        if path not in self._objects:
+            self._objects[path] = cv2.resize(foreground_mask(self.loader(path), self._model, self.foreground),
+                                             (256, 256), interpolation=cv2.INTER_NEAREST)
+        return self._objects[path]
+
+    def object_frame(self, path: str, hw: tuple[int, int]) -> tuple[np.ndarray, float] | None:
+        """(centre (x, y) in px, radius in px) of the object in an image of size ``hw``; None for textures.
+
+        The centre is the object mask's centroid, the radius that of a disk of the same area.
+        """
+        small = self._object(path)
+        if small is None or not small.any():
+            return None
+        scale = np.array([hw[1] / 256.0, hw[0] / 256.0])
+        centre = (mask_centroid(small) + 0.5) * scale - 0.5
+        return centre, math.sqrt(np.count_nonzero(small) * scale[0] * scale[1] / math.pi)
+
+    def uses_polar(self, defect: str) -> bool:
+        """Whether layouts of ``defect`` are placed polar (real shapes on an object category)."""
+        real = self.shape in ("real", "auto") and bool(self.shots.get(defect))
+        if self.placement == "free" or not real:
+            return False
+        has_centre = self._object(self.goods[0].path) is not None
+        if self.placement == "polar" and not has_centre:
+            raise AnogenError(
+                "placement 'polar' needs an object with a centre, but this category is a texture (or foreground "
+                "is 'full'); use placement 'auto' or 'free'"
+            )
+        return has_centre
 
     def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:
         kind = self.shape
@@ -138,7 +189,7 @@ class LayoutProposer:
                 self._crops[shot.mask_path] = crop_defect(read_mask(shot.mask_path))[0]
             ratio = math.sqrt(hw[0] * hw[1] / (shot.height * shot.width))
             mask, _ = real_shape(self._crops[shot.mask_path], seed, size_ratio=ratio, target_hw=hw)
-            return mask, f"real:{shot.mask_path}"
+            return mask, REAL_SOURCES["free"] + shot.mask_path
         if kind == "mixed":
             kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
         bh, bw = self.stats.get(defect, self.all_stats).sample(rng, hw)
@@ -150,18 +201,16 @@ class LayoutProposer:
         rng = np.random.default_rng([seed, 1])
         source = self.goods[int(rng.integers(len(self.goods)))]
         hw = (source.height, source.width)
+        if self.uses_polar(defect):
+            return self._propose_polar(number, defect, seed, rng, source, category)
         shape, shape_source = self._shape(defect, seed, hw, rng)
         fg = self.foreground_of(source.path, hw)
         best: tuple[float, tuple[int, int, int, int], np.ndarray] | None = None
         for _ in range(PLACEMENT_TRIES):
             box = place_box(shape.shape, fg, rng)
-            full = np.zeros(hw, np.uint8)
-            x0, y0, x1, y1 = box
-            full[y0:y1, x0:x1] = shape[: y1 - y0, : x1 - x0]
-            on_fg = np.where(fg > 0, full, 0).astype(np.uint8)
-            coverage = float(np.count_nonzero(on_fg)) / max(1, np.count_nonzero(full))
+            coverage, mask = _fit(shape, box, fg)
             if best is None or coverage > best[0]:
-                best = (coverage, box, on_fg if on_fg.any() else full)
+                best = (coverage, box, mask)
             if coverage >= MIN_COVERAGE:
                 break
         _, box, mask = best
@@ -170,12 +219,67 @@ class LayoutProposer:
             bbox_xyxy=box, mask_rle=encode_rle(mask), seed=seed, shape_source=shape_source,
         )
 
+    def _shot_offset(self, shot: IndexEntry) -> np.ndarray:
+        """The shot's (defect centroid - object centre) as a fraction of the object radius, (x, y)."""
+        if shot.mask_path not in self._offsets:
+            frame = self.object_frame(shot.path, (shot.height, shot.width))
+            if frame is None:
+                raise AnogenError(f"{shot.path}: no object found in this learn shot; use placement 'free'")
+            centre, radius = frame
+            self._offsets[shot.mask_path] = (mask_centroid(read_mask(shot.mask_path)) - centre) / radius
+        return self._offsets[shot.mask_path]
+
+    def _propose_polar(self, number: int, defect: str, seed: int, rng: np.random.Generator, source: IndexEntry,
+                       category: str) -> Layout:
+        """A real shape at its learn shot's relative radius, turned to a new angle (see ``polar_shape``).
+
+        A try whose shape covers less than MIN_COVERAGE of the foreground is redrawn with a new shape
+        seed (``sample_seed(seed, try)``); the layout stores the seed that was kept, so paste replays it.
+        """
+        shot = self.shots[defect][int(rng.integers(len(self.shots[defect])))]
+        if shot.mask_path not in self._crops:
+            self._crops[shot.mask_path] = crop_defect(read_mask(shot.mask_path))[0]
+        offset = self._shot_offset(shot)
+        hw = (source.height, source.width)
+        centre, radius = self.object_frame(source.path, hw)
+        fg = self.foreground_of(source.path, hw)
+        ratio = math.sqrt(hw[0] * hw[1] / (shot.height * shot.width))
+        best: tuple[float, tuple[int, int, int, int], np.ndarray, int] | None = None
+        for attempt in range(PLACEMENT_TRIES):
+            shape_seed = seed if attempt == 0 else sample_seed(seed, attempt)
+            shape, _, turn = polar_shape(self._crops[shot.mask_path], shape_seed, size_ratio=ratio, target_hw=hw)
+            x, y = centre + radius * (turn @ offset) - mask_centroid(shape)  # the box corner that puts it there
+            bh, bw = min(shape.shape[0], hw[0]), min(shape.shape[1], hw[1])
+            x0, y0 = int(np.clip(round(x), 0, hw[1] - bw)), int(np.clip(round(y), 0, hw[0] - bh))
+            box = (x0, y0, x0 + bw, y0 + bh)
+            coverage, mask = _fit(shape, box, fg)
+            if best is None or coverage > best[0]:
+                best = (coverage, box, mask, shape_seed)
+            if coverage >= MIN_COVERAGE:
+                break
+        _, box, mask, shape_seed = best
+        return Layout(
+            id=f"syn_{number:06d}", category=category, defect_type=defect, source_path=source.path,
+            bbox_xyxy=box, mask_rle=encode_rle(mask), seed=shape_seed,
+            shape_source=REAL_SOURCES["polar"] + shot.mask_path,
+        )
+
+
+def _fit(shape: np.ndarray, box: tuple[int, int, int, int], fg: np.ndarray) -> tuple[float, np.ndarray]:
+    """(share of the shape on the foreground, full-image mask clipped to it) for ``shape`` put in ``box``."""
+    full = np.zeros(fg.shape, np.uint8)
+    x0, y0, x1, y1 = box
+    full[y0:y1, x0:x1] = shape[: y1 - y0, : x1 - x0]
+    on_fg = np.where(fg > 0, full, 0).astype(np.uint8)
+    coverage = float(np.count_nonzero(on_fg)) / max(1, np.count_nonzero(full))
+    return coverage, (on_fg if on_fg.any() else full)
+
 
 def propose_layouts(
     entries: Sequence[IndexEntry], n: int, *, category: str, seed: int = 0, defect: str | None = None,
-    foreground: str = "auto", shape: str = "auto",
+    foreground: str = "auto", shape: str = "auto", placement: str = "auto",
 ) -> Iterator[Layout]:
     """Yield ``n`` layouts ``syn_000000 ...`` (see ``LayoutProposer``); defect types interleaved."""
-    proposer = LayoutProposer(entries, foreground=foreground, shape=shape)
+    proposer = LayoutProposer(entries, foreground=foreground, shape=shape, placement=placement)
     for number, defect_type in enumerate(interleave(proposer.defect_counts(n, defect))):
         yield proposer.propose(number, defect_type, seed, category)

@@ -5,7 +5,9 @@ Real shapes follow the real size/shape distribution (as AnomalyDiffusion and Dua
 mask generators): the learn-shot mask crop is rescaled to the target image, then flipped, rotated,
 scaled and elastically deformed with albumentations (Buslaev et al., Information 2020). The same
 ``real_shape`` call with the same seed warps the learn-shot *image* crop identically, which is how the
-``paste`` backend transplants the real defect exactly under the layout's mask. Perlin blobs follow
+``paste`` backend transplants the real defect exactly under the layout's mask. For polar placement
+(``propose``'s default on objects) ``polar_shape`` instead turns the crop rigidly with the same angle
+that moves the defect about the object centre, so rim defects stay tangent to the rim. Perlin blobs follow
 DRAEM (Zavrtanik et al., ICCV 2021); strokes/ellipses cover thin and round defects when a category has
 no real anomalies.
 
@@ -26,6 +28,7 @@ from anogen_data.layout.noise import fractal_noise  # noqa: E402
 from anogen_data.layout.rle import mask_bbox  # noqa: E402
 
 SHAPE_KINDS = ("perlin", "stroke")
+REAL_SOURCES = {"free": "real:", "polar": "real-polar:"}  # Layout.shape_source prefix of a real shape per placement
 MAX_FRACTION = 0.9  # a warped shape never covers more than this fraction of the target side
 
 
@@ -39,6 +42,14 @@ def crop_defect(mask: np.ndarray, image: np.ndarray | None = None, margin: float
     h, w = mask.shape
     x0, y0, x1, y1 = max(0, x0 - pad_x), max(0, y0 - pad_y), min(w, x1 + pad_x), min(h, y1 + pad_y)
     return mask[y0:y1, x0:x1], (None if image is None else image[y0:y1, x0:x1])
+
+
+def parse_real_source(shape_source: str) -> tuple[str, str] | None:
+    """("free" | "polar", learn-shot mask path) of a ``Layout.shape_source``; None for synthetic shapes."""
+    for placement, prefix in REAL_SOURCES.items():
+        if shape_source.startswith(prefix):
+            return placement, shape_source[len(prefix):]
+    return None
 
 
 def _trim(mask: np.ndarray, image: np.ndarray | None, pad: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -100,6 +111,64 @@ def real_shape(
         warped_mask, out["image"] = mask, dummy
     warped_mask, warped_image = _trim(warped_mask, out["image"], pad=max(2, round(0.05 * side)))
     return warped_mask, (None if image_crop is None else warped_image)
+
+
+def polar_shape(
+    mask_crop: np.ndarray,
+    seed: int,
+    *,
+    size_ratio: float,
+    target_hw: tuple[int, int],
+    image_crop: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Warp a real defect crop for polar placement: a rigid turn (and, half the time, a mirror) that
+    ``propose`` applies to the defect's position about the object centre too, so a rim arc moved to a new
+    angle stays on the rim and tangent to it, and a size jitter of +-10 %.
+
+    No elastic warp and no shrinking to a fraction of the image, unlike ``real_shape``: the defect keeps
+    the shape and size it had at that radius (albumentations' approximate elastic field also scrambles a
+    photo crop into a visible mosaic). Everything random comes from ``seed`` (the turn angle in
+    [0, 2 pi), the mirror, the size jitter), so ``propose`` (mask only) and ``paste`` (mask and image) agree.
+
+    Args:
+        mask_crop: uint8 (h, w) {0, 255}, from ``crop_defect``.
+        seed: the layout's seed.
+        size_ratio: target image side / learn-shot image side.
+        target_hw: the target image size; the crop is never scaled above it.
+        image_crop: optional uint8 (h, w, 3) crop warped with exactly the same transform.
+
+    Returns:
+        (mask, image, turn): the warped mask (uint8 {0, 255}, trimmed to the defect + 2 px), the warped
+        image crop of the same size (None when no image was given) and ``turn``, the 2x2 float64
+        rotation(-reflection) matrix in image (x, y) coordinates that maps the shot's (defect - object
+        centre) vector to the new one.
+    """
+    rng = np.random.default_rng([int(seed), 11])
+    angle, mirror = float(rng.uniform(0.0, 2.0 * np.pi)), bool(rng.random() < 0.5)
+    h, w = mask_crop.shape
+    scale = size_ratio * float(rng.uniform(0.9, 1.1))
+    scale = max(min(scale, min(target_hw) / max(h, w)), 4.0 / max(1, min(h, w)))
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    if mirror:  # reflect y first: with the turn, a mirror image about some line through the object centre
+        turn = turn @ np.diag([1.0, -1.0])
+    linear = scale * turn
+    corners = linear @ np.array([[0, w, 0, w], [0, 0, h, h]], np.float64)
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    size = (max(2, int(np.ceil(high[0] - low[0]))), max(2, int(np.ceil(high[1] - low[1]))))
+    matrix = np.hstack([linear, -low[:, None]])
+    mask = cv2.warpAffine(mask_crop, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    mask = np.where(mask > 127, 255, 0).astype(np.uint8)
+    if not mask.any():  # a sub-pixel defect lost to the interpolation: one pixel at the centre
+        mask[size[1] // 2, size[0] // 2] = 255
+    image = None if image_crop is None else cv2.warpAffine(image_crop, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    mask, image = _trim(mask, image, pad=2)
+    return mask, image, turn
+
+
+def mask_centroid(mask: np.ndarray) -> np.ndarray:
+    """The (x, y) centroid of a non-empty uint8 mask's 255 pixels, float64 (2,)."""
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean(), ys.mean()], np.float64)
 
 
 def perlin_blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:

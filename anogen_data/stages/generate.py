@@ -88,7 +88,8 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
             raise AnogenError(f"{layouts_file} holds {len(layouts)} layouts{what} but --n is {config.n}; propose more (--n)")
         return layouts[: config.n]
     shape = "perlin" if (config.shape == "auto" and backend == "perlin") else config.shape
-    propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape, seed=config.seed)
+    propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape,
+                            placement=config.placement, seed=config.seed)
     advance = progress("propose", config.n) if progress else None
     category = entries[0].category or config.category
     if config.workers > 1 and backend in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
@@ -114,7 +115,7 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     """
     import cv2
 
-    proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape)
+    proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape, placement=config.placement)
     jobs = list(enumerate(interleave(proposer.defect_counts(config.n, config.defect))))
     per_task = chunk_batches(len(jobs), 1, workers)
     tasks = [jobs[start:start + per_task] for start in range(0, len(jobs), per_task)]

@@ -26,7 +26,7 @@ def make_layouts(
     layouts = []
     for layout in propose_layouts(
         entries, config.n, category=category, seed=config.seed, defect=config.defect,
-        foreground=config.foreground, shape=config.shape,
+        foreground=config.foreground, shape=config.shape, placement=config.placement,
     ):
         layouts.append(layout)
         if on_progress:

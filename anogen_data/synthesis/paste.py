@@ -2,11 +2,15 @@
 
 Like AnoGen (Gui et al., ECCV 2024) and DualAnoDiff (Jin et al., CVPR 2025) it sees only the few
 "learn" shots of a defect type. It cuts the real defect (image + mask) from the learn shot named by the
-layout (``shape_source = "real:<mask path>"``), warps it with the *same* albumentations transform that
-``propose`` used to make the layout's mask (``layout.shapes.real_shape`` with the layout's seed), jitters
+layout (``shape_source = "real:<mask path>"`` or ``"real-polar:<mask path>"``), warps it with the *same*
+transform that ``propose`` used to make the layout's mask (``layout.shapes.real_shape``, or
+``polar_shape`` for polar placement, which turns the defect with its new angle about the object centre
+so rim defects stay tangent to the rim; both seeded by the layout's seed), jitters
 brightness/contrast/hue, and blends it into the layout's box with Poisson editing (Perez et al.,
 SIGGRAPH 2003; ``cv2.seamlessClone``: "normal" for blob-like defects, "mixed" for thin ones, which keeps
-the stronger of source and target gradients) and a feathered alpha at the border. The blend region is
+the stronger of source and target gradients; polar layouts always "normal": they sit at the radius of
+their learn shot, among the same surroundings, so the whole defect is transplanted and a broken rim
+does not keep the intact rim's edges showing through) and a feathered alpha at the border. The blend region is
 the defect mask dilated by at most MAX_FEATHER_PX (+ the clone's own erosion), never the crop's box, so
 the learn shot's surroundings (background, other rim parts) do not come along with the defect. When the Poisson
 solution shifts the defect's mean colour by more than MAX_DRIFT (its boundary crossed a strong edge,
@@ -27,7 +31,7 @@ import numpy as np
 
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
-from anogen_data.layout.shapes import crop_defect, real_shape
+from anogen_data.layout.shapes import crop_defect, parse_real_source, polar_shape, real_shape
 from anogen_data.records import Layout
 from anogen_data.synthesis.base import Backend, layout_mask
 from anogen_data.synthesis.colour import apply_jitter, draw_jitter
@@ -71,12 +75,13 @@ class PasteBackend(Backend):
             )
 
     def _shot(self, layout: Layout):
-        if not layout.shape_source.startswith("real:"):
+        real = parse_real_source(layout.shape_source)
+        if real is None:
             raise AnogenError(
                 f"layout {layout.id} has a '{layout.shape_source}' shape; paste needs real shapes "
                 "(propose with --shape real or auto), or use --backend perlin"
             )
-        mask_path = layout.shape_source[len("real:") :]
+        mask_path = real[1]
         if mask_path not in self.shots:
             raise AnogenError(f"layout {layout.id}: {mask_path} is not a learn shot of this index; re-run propose")
         return self.shots[mask_path]
@@ -84,7 +89,10 @@ class PasteBackend(Backend):
     def make_recipe(self, image: np.ndarray, layout: Layout, rng: np.random.Generator) -> dict:
         shot = self._shot(layout)
         x0, y0, x1, y1 = layout.bbox_xyxy
-        mode = self.context.options.get("blend", {}).get(layout.defect_type) or clone_mode(layout_mask(layout)[y0:y1, x0:x1])
+        mode = self.context.options.get("blend", {}).get(layout.defect_type)
+        if mode is None:
+            polar = parse_real_source(layout.shape_source)[0] == "polar"
+            mode = "normal" if polar else clone_mode(layout_mask(layout)[y0:y1, x0:x1])
         feather = float(self.context.options.get("feather", 0.08))
         return {
             "shot": shot.path,
@@ -100,7 +108,10 @@ class PasteBackend(Backend):
         mask_crop, image_crop = _shot_crop(recipe["shot"], shot.mask_path)
         H, W = image.shape[:2]
         ratio = math.sqrt(H * W / (shot.height * shot.width))
-        _, warped = real_shape(mask_crop, layout.seed, size_ratio=ratio, target_hw=(H, W), image_crop=image_crop)
+        if parse_real_source(layout.shape_source)[0] == "polar":
+            _, warped, _ = polar_shape(mask_crop, layout.seed, size_ratio=ratio, target_hw=(H, W), image_crop=image_crop)
+        else:
+            _, warped = real_shape(mask_crop, layout.seed, size_ratio=ratio, target_hw=(H, W), image_crop=image_crop)
         x0, y0, x1, y1 = layout.bbox_xyxy
         warped = warped[: y1 - y0, : x1 - x0]
         if warped.shape[:2] != (y1 - y0, x1 - x0):  # layouts from elsewhere: fit the crop to the box

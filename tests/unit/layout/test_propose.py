@@ -30,7 +30,7 @@ def test_layouts_split_over_defects_with_masks_inside_boxes(layouts, entries):
     assert sum(x.defect_type == "spot" for x in layouts) == 6  # 2 learn shots each -> half each
     goods = {e.path for e in entries if e.role == "train"}
     for layout in layouts:
-        assert layout.source_path in goods and layout.shape_source.startswith("real:")
+        assert layout.source_path in goods and layout.shape_source.startswith("real-polar:")  # demo washer: an object
         mask = decode_rle(layout.mask_rle)
         assert mask.shape == (64, 64) and mask.any()
         x0, y0, x1, y1 = layout.bbox_xyxy
