@@ -1,4 +1,5 @@
-"""Multi-process synthesis under a real ``accelerate launch`` (AnoGen, Gui et al., ECCV 2024).
+"""Multi-process synthesis under a real ``accelerate launch``: AnoGen (Gui et al., ECCV 2024) and
+DualAnoDiff (Jin et al., CVPR 2025).
 
 Two CPU processes (``accelerate launch --cpu --num_processes 2``) each take every 2nd layout and the
 main process merges the shards: the merged records and every image and mask must be byte-identical to a
@@ -18,17 +19,30 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-GENERATE = ["generate", "--category", "demo", "--n", "4", "--backend", "anogen", "--model", "tiny",
-            "--device", "cpu", "--no-export"]
+GENERATE = ["generate", "--category", "demo", "--n", "4", "--model", "tiny", "--device", "cpu", "--no-export"]
+PARAMS = (  # the smallest settings that still run every part of both methods
+    "learn:\n  anogen_steps: 2\n  anogen_batch_size: 2\n  dualanodiff_steps: 2\n  dualanodiff_batch_size: 1\n"
+    "  dualanodiff_rank: 4\n"
+    "generate:\n  options:\n    anogen:\n      steps: 4\n    dualanodiff:\n      steps: 2\n      resolution: 32\n"
+)
 
 
 @pytest.fixture(scope="module")
-def concepts(demo_index, tmp_path_factory) -> Path:
-    from anogen_data.config import LearnConfig
-    from anogen_data.stages.learn import run_learn
+def params(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("accelerate") / "params.yaml"
+    path.write_text(PARAMS)
+    return path
 
-    out = tmp_path_factory.mktemp("accelerate") / "concepts"
-    return run_learn(LearnConfig(model="tiny", device="cpu", anogen_steps=2, anogen_batch_size=2), demo_index, out)
+
+def _learn(method: str, demo_index: Path, params: Path, out: Path) -> Path:
+    from anogen_data.cli import main
+
+    try:
+        main(["concepts", "learn", "--method", method, "--model", "tiny", "--device", "cpu", "--index",
+              str(demo_index), "--out", str(out), "--params", str(params)])
+    except SystemExit as exc:
+        assert not exc.code, f"concepts learn --method {method} exited {exc.code}"
+    return out
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -46,10 +60,11 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
 
-def test_two_process_accelerate_launch_equals_one_process(demo_index, concepts, tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("generate:\n  options:\n    anogen:\n      steps: 4\n")
-    common = [*GENERATE, "--index", str(demo_index), "--concepts", str(concepts), "--params", str(params)]
+@pytest.mark.parametrize("backend", ["anogen", "dualanodiff"])
+def test_two_process_accelerate_launch_equals_one_process(backend, demo_index, params, tmp_path):
+    concepts = _learn(backend, demo_index, params, tmp_path / "concepts")
+    common = [*GENERATE, "--backend", backend, "--index", str(demo_index), "--concepts", str(concepts),
+              "--params", str(params)]
     single, multi = tmp_path / "single", tmp_path / "multi"
     _run([sys.executable, "-m", "anogen_data.cli", *common, "--out", str(single)], tmp_path)
     _run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
