@@ -3,7 +3,7 @@ random strokes and ellipses.
 
 Real shapes follow the real size/shape distribution (as AnomalyDiffusion and DualAnoDiff do with their
 mask generators): the learn-shot mask crop is rescaled to the target image, then flipped, rotated,
-scaled and elastically deformed with albumentations (Buslaev et al., Information 2020). The same
+scaled and smoothly deformed (thin-plate spline) with albumentations (Buslaev et al., Information 2020). The same
 ``real_shape`` call with the same seed warps the learn-shot *image* crop identically, which is how the
 ``paste`` backend transplants the real defect exactly under the layout's mask. For polar placement
 (``propose``'s default on objects) ``polar_shape`` instead turns the crop rigidly with the same angle
@@ -70,7 +70,7 @@ def real_shape(
     target_hw: tuple[int, int],
     image_crop: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Warp a real defect crop: resize by ``size_ratio`` x a jitter, then flip/affine/elastic.
+    """Warp a real defect crop: resize by ``size_ratio`` x a jitter, then flip/affine/thin-plate warp.
 
     Everything random (the size jitter in [0.75, 1.25] and the albumentations Compose seed) comes from
     ``seed``, so ``propose`` (mask only) and ``paste`` (mask and image) get the same warp.
@@ -100,14 +100,16 @@ def real_shape(
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.Affine(scale=(0.85, 1.15), rotate=(-30, 30), fit_output=True, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=1.0),
-            A.ElasticTransform(alpha=0.6 * side, sigma=max(1.0, 0.12 * side), approximate=True, p=0.5),
+            # a smooth thin-plate warp (displacement ~1-3 % of the side); ElasticTransform(approximate=True)
+            # blurs its field with a fixed 17 px kernel whatever sigma is, which scrambled photo crops into a mosaic
+            A.ThinPlateSpline(scale_range=(0.03, 0.08), num_control_points=4, p=0.5),
         ],
         seed=int(rng.integers(2**31)),
     )
     dummy = np.zeros((size[1], size[0], 3), np.uint8) if image is None else image
     out = transform(image=dummy, mask=mask)
     warped_mask = np.where(out["mask"] > 127, 255, 0).astype(np.uint8)
-    if not warped_mask.any():  # elastic can, rarely, erase a thin defect: fall back to the resized crop
+    if not warped_mask.any():  # the warp can, rarely, erase a thin defect: fall back to the resized crop
         warped_mask, out["image"] = mask, dummy
     warped_mask, warped_image = _trim(warped_mask, out["image"], pad=max(2, round(0.05 * side)))
     return warped_mask, (None if image_crop is None else warped_image)
@@ -125,10 +127,10 @@ def polar_shape(
     ``propose`` applies to the defect's position about the object centre too, so a rim arc moved to a new
     angle stays on the rim and tangent to it, and a size jitter of +-10 %.
 
-    No elastic warp and no shrinking to a fraction of the image, unlike ``real_shape``: the defect keeps
-    the shape and size it had at that radius (albumentations' approximate elastic field also scrambles a
-    photo crop into a visible mosaic). Everything random comes from ``seed`` (the turn angle in
-    [0, 2 pi), the mirror, the size jitter), so ``propose`` (mask only) and ``paste`` (mask and image) agree.
+    No thin-plate warp and no shrinking to a fraction of the image, unlike ``real_shape``: the defect
+    keeps the shape and size it had at that radius, so a rim arc keeps the rim's curvature. Everything
+    random comes from ``seed`` (the turn angle in [0, 2 pi), the mirror, the size jitter), so
+    ``propose`` (mask only) and ``paste`` (mask and image) agree.
 
     Args:
         mask_crop: uint8 (h, w) {0, 255}, from ``crop_defect``.
