@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -93,3 +94,17 @@ def test_split_counts_proportional_and_interleaved():
     order = interleave({"a": 2, "b": 2})
     assert sorted(order) == ["a", "a", "b", "b"] and order[0] != order[1]
     assert sample_seed(0, 1) == sample_seed(0, 1) != sample_seed(0, 2)
+
+
+def test_real_shape_warps_a_photo_crop_smoothly_without_a_mosaic():
+    """A smooth ramp stays smooth under every seed's warp: neighbours differ by a few levels, never by
+    the tens of levels of a scrambled (mosaic) crop."""
+    ramp = np.tile(np.linspace(0, 255, 160), (120, 1))
+    image = np.repeat(np.rint(ramp).astype(np.uint8)[..., None], 3, axis=2)  # 1.6 levels per px
+    mask = np.full((120, 160), 255, np.uint8)
+    for seed in range(12):
+        warped_mask, warped = real_shape(mask, seed, size_ratio=1.0, target_hw=(400, 400), image_crop=image)
+        inner = cv2.erode(warped_mask, np.ones((5, 5), np.uint8)) > 0
+        grey = warped[..., 0].astype(float)
+        step = np.maximum(np.abs(np.diff(grey, axis=1))[1:, :], np.abs(np.diff(grey, axis=0))[:, 1:])
+        assert np.percentile(step[inner[1:, 1:]], 99.5) <= 6.0, seed
