@@ -97,14 +97,16 @@ def test_split_counts_proportional_and_interleaved():
 
 
 def test_real_shape_warps_a_photo_crop_smoothly_without_a_mosaic():
-    """A smooth ramp stays smooth under every seed's warp: neighbours differ by a few levels, never by
-    the tens of levels of a scrambled (mosaic) crop."""
-    ramp = np.tile(np.linspace(0, 255, 160), (120, 1))
-    image = np.repeat(np.rint(ramp).astype(np.uint8)[..., None], 3, axis=2)  # 1.6 levels per px
-    mask = np.full((120, 160), 255, np.uint8)
+    """A smooth pattern stays smooth under every seed's warp. ElasticTransform(approximate=True) blurred
+    its displacement with a fixed 17 px kernel and scrambled crops: residual to a 1.5 px blur ~15-20
+    levels (99th percentile) on this pattern; a smooth warp stays near the unwarped pattern's ~4-7."""
+    yy, xx = np.mgrid[0:240, 0:320]
+    pattern = np.rint(127 + 100 * np.sin(xx / 8.0) * np.sin(yy / 8.0)).astype(np.uint8)
+    image = np.repeat(pattern[..., None], 3, axis=2)
+    mask = np.full((240, 320), 255, np.uint8)
     for seed in range(12):
         warped_mask, warped = real_shape(mask, seed, size_ratio=1.0, target_hw=(400, 400), image_crop=image)
-        inner = cv2.erode(warped_mask, np.ones((5, 5), np.uint8)) > 0
-        grey = warped[..., 0].astype(float)
-        step = np.maximum(np.abs(np.diff(grey, axis=1))[1:, :], np.abs(np.diff(grey, axis=0))[:, 1:])
-        assert np.percentile(step[inner[1:, 1:]], 99.5) <= 6.0, seed
+        inner = cv2.erode(warped_mask, np.ones((15, 15), np.uint8)) > 0
+        grey = warped[..., 0].astype(np.float32)
+        rough = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5))[inner]
+        assert np.percentile(rough, 99) < 10.0, seed
