@@ -66,7 +66,9 @@ class Layout:
         bbox_xyxy: the defect's box (x0, y0, x1, y1), x1/y1 exclusive, inside the image.
         mask_rle: pycocotools RLE of the full-image mask, {"size": [H, W], "counts": str}; 255 inside.
         seed: per-sample seed (derived from the run seed and the sample number).
-        shape_source: where the mask shape came from: "real:<mask path>", "perlin" or "stroke".
+        shape_source: where the mask shape came from: "real:<mask path>" (placed freely),
+            "real-polar:<mask path>" (at the learn shot's radius, turned; see ``layout.propose``),
+            "perlin" or "stroke".
     """
 
     id: str
