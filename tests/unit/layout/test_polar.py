@@ -155,3 +155,13 @@ def test_auto_places_freely_on_textures_and_polar_needs_an_object(entries):
         list(propose_layouts(entries, 1, category="toy", seed=5, foreground="full", placement="polar"))
     with pytest.raises(AnogenError, match="unknown placement"):
         LayoutProposer(entries, placement="ring")
+
+
+def test_the_propose_stage_config_chooses_the_placement(entries):
+    from anogen_data.config import ProposeConfig
+    from anogen_data.stages.propose import make_layouts
+
+    assert ProposeConfig().placement == "auto"
+    for placement, expected in (("auto", "polar"), ("polar", "polar"), ("free", "free")):
+        layouts = make_layouts(ProposeConfig(n=2, placement=placement, seed=5), entries, "toy")
+        assert {parse_real_source(x.shape_source)[0] for x in layouts} == {expected}
