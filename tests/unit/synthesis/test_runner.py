@@ -91,10 +91,21 @@ def test_workers_run_one_opencv_and_one_torch_thread(setup, tmp_path):
 
     from anogen_data.synthesis.runner import _init_worker
 
+    import cv2
+
     context, _ = setup
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path))) as pool:
-        assert pool.submit(_thread_counts).result() == (1, 1)
+    threads = cv2.getNumThreads()
+    # a child that inherits a live OpenCV pool can hang in it (as run_synthesis knows): stop the pool's
+    # threads, then ask for 2 again; no thread starts before the next parallel call, so the child
+    # inherits "2 threads" without live ones, and only the worker initialiser can make it 1
+    cv2.setNumThreads(1)
+    cv2.setNumThreads(2)
+    try:
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path))) as pool:
+            assert pool.submit(_thread_counts).result() == (1, 1)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def test_resume_after_a_crash_gives_the_same_output(reference, setup, tmp_path, monkeypatch):
