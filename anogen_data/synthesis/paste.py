@@ -32,7 +32,7 @@ import numpy as np
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
 from anogen_data.layout.shapes import crop_defect, parse_real_source, polar_shape, real_shape
-from anogen_data.records import Layout
+from anogen_data.records import IndexEntry, Layout
 from anogen_data.synthesis.base import Backend, layout_mask
 from anogen_data.synthesis.colour import apply_jitter, draw_jitter
 
@@ -74,25 +74,25 @@ class PasteBackend(Backend):
                 "use --backend perlin (or cutpaste)"
             )
 
-    def _shot(self, layout: Layout):
+    def _shot(self, layout: Layout) -> tuple[IndexEntry, str]:
+        """(the learn shot the layout's shape came from, its placement "free" | "polar")."""
         real = parse_real_source(layout.shape_source)
         if real is None:
             raise AnogenError(
                 f"layout {layout.id} has a '{layout.shape_source}' shape; paste needs real shapes "
                 "(propose with --shape real or auto), or use --backend perlin"
             )
-        mask_path = real[1]
+        placement, mask_path = real
         if mask_path not in self.shots:
             raise AnogenError(f"layout {layout.id}: {mask_path} is not a learn shot of this index; re-run propose")
-        return self.shots[mask_path]
+        return self.shots[mask_path], placement
 
     def make_recipe(self, image: np.ndarray, layout: Layout, rng: np.random.Generator) -> dict:
-        shot = self._shot(layout)
+        shot, placement = self._shot(layout)
         x0, y0, x1, y1 = layout.bbox_xyxy
         mode = self.context.options.get("blend", {}).get(layout.defect_type)
         if mode is None:
-            polar = parse_real_source(layout.shape_source)[0] == "polar"
-            mode = "normal" if polar else clone_mode(layout_mask(layout)[y0:y1, x0:x1])
+            mode = "normal" if placement == "polar" else clone_mode(layout_mask(layout)[y0:y1, x0:x1])
         feather = float(self.context.options.get("feather", 0.08))
         return {
             "shot": shot.path,
@@ -104,11 +104,11 @@ class PasteBackend(Backend):
 
     def _defect(self, image: np.ndarray, layout: Layout, recipe: dict) -> np.ndarray:
         """The warped, jittered real defect crop at the layout box size, uint8 (bh, bw, 3)."""
-        shot = self._shot(layout)
+        shot, placement = self._shot(layout)
         mask_crop, image_crop = _shot_crop(recipe["shot"], shot.mask_path)
         H, W = image.shape[:2]
         ratio = math.sqrt(H * W / (shot.height * shot.width))
-        if parse_real_source(layout.shape_source)[0] == "polar":
+        if placement == "polar":
             _, warped, _ = polar_shape(mask_crop, layout.seed, size_ratio=ratio, target_hw=(H, W), image_crop=image_crop)
         else:
             _, warped = real_shape(mask_crop, layout.seed, size_ratio=ratio, target_hw=(H, W), image_crop=image_crop)
