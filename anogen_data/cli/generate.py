@@ -17,6 +17,8 @@ ForegroundOpt = Annotated[
     Optional[str], typer.Option("--foreground", help="auto: estimated from the good images (objects) | full: whole image.")
 ]
 ShapeOpt = Annotated[Optional[str], typer.Option("--shape", help="auto | real | perlin | stroke | mixed mask shapes.")]
+PlacementOpt = Annotated[Optional[str], typer.Option(
+    "--placement", help="Real shapes: auto (polar on objects) | polar (learn shot's radius, new angle) | free.")]
 IndexFileOpt = Annotated[Optional[Path], typer.Option("--index", help="index.jsonl from `anogen-data index`.")]
 
 
@@ -51,6 +53,7 @@ def propose_command(
     defect: DefectOpt = None,
     foreground: ForegroundOpt = None,
     shape: ShapeOpt = None,
+    placement: PlacementOpt = None,
     seed: SeedOpt = None,
     params: ParamsOpt = None,
     force: ForceOpt = False,
@@ -64,11 +67,14 @@ def propose_command(
       anogen-data propose --index runs/demo/index/index.jsonl --out runs/demo/layouts --n 200
 
       anogen-data propose --index runs/bottle/index/index.jsonl --out runs/bottle/layouts --defect broken_large --seed 3
+
+      anogen-data propose --index runs/bottle/index/index.jsonl --out runs/bottle/layouts-free --placement free
     """
     from anogen_data.config import ProposeConfig, resolve_config
     from anogen_data.stages.propose import run_propose
 
-    overrides = {"n": n, "defect": defect, "foreground": foreground, "shape": shape, "seed": seed}
+    overrides = {"n": n, "defect": defect, "foreground": foreground, "shape": shape, "placement": placement,
+                 "seed": seed}
     config = resolve_config(ProposeConfig, params, "propose", overrides)
     with rich_progress() as start:
         path = run_propose(config, index, out, force=force, on_progress=start("propose", config.n))
@@ -95,6 +101,7 @@ def generate_command(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Samples per backend call (diffusion backends).")] = None,
     foreground: ForegroundOpt = None,
     shape: ShapeOpt = None,
+    placement: PlacementOpt = None,
     no_export: Annotated[bool, typer.Option("--no-export", help="Stop after synthesis: OUT/records.jsonl, images/, masks/.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its records.")] = False,
     params: ParamsOpt = None,
@@ -118,6 +125,7 @@ def generate_command(
         "category": category, "n": n, "data": data, "backend": backend, "defect": defect, "seed": seed,
         "workers": workers, "out": None if out is None else str(out), "name": name, "model": model,
         "device": device, "dtype": dtype, "batch_size": batch_size, "foreground": foreground, "shape": shape,
+        "placement": placement,
     }
     config = resolve_config(GenerateConfig, params, "generate", overrides)
     if config.n < 1:

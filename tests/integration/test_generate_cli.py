@@ -55,6 +55,16 @@ def test_propose_then_generate_no_export(run_cli, demo_index, tmp_path):
     assert code == 1 and "holds 8 layouts but --n is 9" in err
 
 
+@pytest.mark.parametrize("placement, prefix", [("free", "real:"), ("polar", "real-polar:"), ("auto", "real-polar:")])
+def test_propose_placement_flag_picks_how_real_shapes_are_placed(run_cli, demo_index, tmp_path, placement, prefix):
+    code, _, err = run_cli("propose", "--index", demo_index, "--out", tmp_path / "layouts", "--n", 4,
+                           "--placement", placement)
+    assert code == 0, err
+    layouts = read_layouts(tmp_path / "layouts" / "layouts.jsonl")
+    assert len(layouts) == 4 and all(x.shape_source.startswith(prefix) for x in layouts), [x.shape_source for x in layouts]
+    assert json.loads((tmp_path / "layouts" / "config.json").read_text())["placement"] == placement
+
+
 def test_workers_do_not_change_the_bytes(run_cli, demo_index, tmp_path):
     for workers in (1, 2):
         code, _, err = run_cli("generate", "--category", "demo", "--n", 8, "--index", demo_index, "--no-export",
@@ -108,6 +118,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, t
         (("--backend", "gan"), "valid backends: paste, perlin, cutpaste"),
         (("--n", "0"), "--n must be at least 1"),
         (("--defect", "dent"), "defect type 'dent'"),
+        (("--placement", "spiral"), "unknown placement 'spiral'"),
+        (("--placement", "polar", "--foreground", "full"), "placement 'polar' needs an object"),
     ],
 )
 def test_bad_input_exits_1_and_writes_nothing(run_cli, demo_index, tmp_path, extra, needle):
