@@ -10,6 +10,7 @@ import yaml
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.files import sha256_file
 from anogen_data.writers.coco import mask_instances
+from anogen_data.writers.mvtec import mask_of, split_files
 from anogen_data.writers.hf import HfWriter, hf_features
 
 
@@ -19,14 +20,14 @@ def test_load_dataset_round_trip_without_sources(written, tmp_path):
     # copy only hf/ and delete everything else the rows came from
     hf = tmp_path / "hf"
     shutil.copytree(written.folder / "hf", hf)
-    mvtec = tmp_path / "mvtec"
-    shutil.copytree(written.folder / "mvtec", mvtec)
+    for tree in ("mvtec", "synthetic"):
+        shutil.copytree(written.folder / tree, tmp_path / tree)
     ds = load_dataset(str(hf), cache_dir=str(tmp_path / "cache"))
     shutil.rmtree(hf)
     assert set(ds) == {"train", "test"}
     assert ds["train"].features == hf_features()
     assert ds["train"].features["label"].names == ["good", "anomaly"]
-    n_files = {s: len(list((mvtec / "widget" / s).rglob("*.png"))) for s in ("train", "test")}
+    n_files = {s: len(split_files(tmp_path, "widget", s)) for s in ("train", "test")}
     assert {s: len(ds[s]) for s in ds} == n_files
     for split in ("train", "test"):
         for row in ds[split]:
@@ -36,8 +37,8 @@ def test_load_dataset_round_trip_without_sources(written, tmp_path):
             if row["label"] == 0:
                 assert row["mask"] is None and row["bboxes"] == []
                 continue
-            stem, defect = image_file.stem, image_file.parent.name
-            mask = read_mask(mvtec / "widget/ground_truth" / defect / f"{stem}_mask.png")
+            stem = image_file.stem
+            mask = read_mask(tmp_path / mask_of(row["file_name"]))
             np.testing.assert_array_equal(np.asarray(row["mask"]), mask)
             assert row["source"] == ("synthetic" if stem.startswith("syn_") else "real")
             assert (row["backend"] is None) == (row["source"] == "real")
