@@ -36,8 +36,9 @@ def export_command(
 ) -> None:
     """Write an immutable dataset version OUT/NAME/vN: MVTec tree, COCO RLE, HF parquet, stats, card, manifest.
 
-    Real images come from the index (train -> train/good; eval -> test/); synthetic records go to
-    train/<defect>/syn_NNNNNN.png. The version appears only when complete.
+    Real images come from the index (train -> mvtec/<c>/train/good; eval -> mvtec/<c>/test/); learn shots and
+    synthetic records go to synthetic/<c>/images/<defect>/ (masks in synthetic/<c>/masks/<defect>/), so
+    mvtec/<c>/ is strictly MVTec AD. The version appears only when complete.
 
     Usage:
 
