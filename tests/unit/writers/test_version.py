@@ -183,17 +183,23 @@ def test_copied_and_reencoded_pngs_hold_the_same_pixels(inputs, tmp_path):
         np.testing.assert_array_equal(reader(path), reader(other))
 
 
-def test_a_version_created_by_a_concurrent_run_is_not_replaced(inputs, tmp_path):
+def test_a_version_created_by_a_concurrent_run_is_not_replaced(inputs, tmp_path, monkeypatch):
+    from anogen_data.writers import version as version_module
+
     out = tmp_path / "out"
+    render = version_module.render_item
+    calls = []
 
-    def records_while_another_run_finishes():
-        yield inputs.records[0]
-        (out / "widget" / "v1").mkdir()  # the other run renames its v1 into place now
-        (out / "widget" / "v1" / "theirs.txt").write_text("theirs")
-        yield inputs.records[1]
+    def render_while_another_run_finishes(item, cfg, sheet):
+        calls.append(item)
+        if len(calls) == 2:  # the other run renames its v1 into place now
+            (out / "widget" / "v1").mkdir()
+            (out / "widget" / "v1" / "theirs.txt").write_text("theirs")
+        return render(item, cfg, sheet)
 
+    monkeypatch.setattr(version_module, "render_item", render_while_another_run_finishes)
     with pytest.raises(AnogenError, match="created by another run"):
         write_version(out, "widget", category="widget", index=inputs.index,
-                      records=records_while_another_run_finishes(), records_dir=inputs.records_dir)
+                      records=inputs.records[:2], records_dir=inputs.records_dir, config=ExportConfig(workers=1))
     assert [p.name for p in (out / "widget" / "v1").iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in (out / "widget").iterdir()) == ["v1"]
