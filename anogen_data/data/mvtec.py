@@ -69,7 +69,8 @@ def _mask_stem(mask: Path) -> str:
     return stem[: -len("_mask")] if stem.endswith("_mask") else stem
 
 
-def _pair_masks(defect: str, images: list[Path], gt_folder: Path, where: str = "train/ or test/") -> dict[Path, Path]:
+def _pair_masks(defect: str, images: list[Path], gt_folder: Path, where: str = "train/ or test/",
+                suffix: str = "_mask") -> dict[Path, Path]:
     """Map each anomaly image to its mask in ``gt_folder`` (``<stem>_mask.*`` preferred over ``<stem>.*``).
 
     Raises:
@@ -84,8 +85,8 @@ def _pair_masks(defect: str, images: list[Path], gt_folder: Path, where: str = "
         found = next((by_name[c] for c in candidates if c in by_name), None)
         if found is None:
             raise AnogenError(
-                f"{image} has no mask: expected {gt_folder / (image.stem + '_mask.png')} "
-                f"(or {image.stem}.png); add the mask or remove the image"
+                f"{image} has no mask: expected {gt_folder / (image.stem + suffix + '.png')}"
+                f"{f' (or {image.stem}.png)' if suffix else ''}; add the mask or remove the image"
             )
         pairs[image] = found
     used = set(pairs.values())
@@ -149,19 +150,18 @@ def _version_tree(root: Path, category: str) -> tuple[Path, Path | None]:
 def _training_anomaly_jobs(tree: Path) -> list[tuple[Path, str, str, str, Path | None]]:
     """Jobs for ``synthetic/<category>/images/<defect>/*`` paired with ``masks/<defect>/`` (same names)."""
     images_root, masks_root = tree / "images", tree / "masks"
-    jobs = []
-    defects = set()
-    for sub in _subfolders(images_root):
-        images = _images_in(sub)
-        if not images:
-            raise AnogenError(f"defect folder {sub} holds no images; add its anomalies or remove the folder")
-        defects.add(sub.name)
-        pairs = _pair_masks(sub.name, images, masks_root / sub.name, where=str(images_root))
-        jobs += [(p, "train", "anomaly", sub.name, pairs[p]) for p in images]
+    defects = {sub.name for sub in _subfolders(images_root)}
     for gt in _subfolders(masks_root):
         if gt.name not in defects and _images_in(gt):
             raise AnogenError(f"{gt} holds masks without images: there is no {images_root / gt.name} folder; "
                               "add the images or remove the masks")
+    jobs = []
+    for sub in _subfolders(images_root):
+        images = _images_in(sub)
+        if not images:
+            raise AnogenError(f"defect folder {sub} holds no images; add its anomalies or remove the folder")
+        pairs = _pair_masks(sub.name, images, masks_root / sub.name, where=str(images_root), suffix="")
+        jobs += [(p, "train", "anomaly", sub.name, pairs[p]) for p in images]
     return jobs
 
 
