@@ -28,7 +28,7 @@ from anomalib_rules import (
 
 from anogen_data.writers.mvtec import mask_of
 
-KINDS = ["demo", "real-only", "filtered-box", "hazelnut", "grid", "kolektorsdd"]
+KINDS = ["demo", "real-only", "filtered-box", "anogen-tiny", "hazelnut", "grid", "kolektorsdd"]
 
 
 def _cli(*args) -> None:
@@ -62,6 +62,25 @@ def _filtered_box_version(demo_index: Path, work: Path) -> Path:
     return work / "ds" / "demo" / "v1"
 
 
+def _anogen_version(demo_index: Path, work: Path) -> Path:
+    """AnoGen with tiny random components (2 learning steps, 4 denoising steps): box-labelled records."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _cli("concepts", "learn", "--method", "anogen", "--index", demo_index, "--out", work / "concepts",
+             "--model", "tiny", "--steps", 2, "--device", "cpu")
+        params = work / "params.yaml"
+        params.write_text("generate:\n  options:\n    anogen:\n      steps: 4\n")
+        _cli("generate", "--category", "demo", "--n", 3, "--backend", "anogen", "--index", demo_index,
+             "--concepts", work / "concepts", "--model", "tiny", "--device", "cpu", "--out", work / "ds",
+             "--params", params)
+    finally:
+        torch.set_num_threads(threads)
+    return work / "ds" / "demo" / "v1"
+
+
 @pytest.fixture(scope="module")
 def make_version(tmp_path_factory, request):
     """``make_version(kind) -> (version folder, category)``, each kind written once per module."""
@@ -82,6 +101,8 @@ def make_version(tmp_path_factory, request):
             made[kind] = (work / "ds" / "demo" / "v1", "demo")
         elif kind == "filtered-box":
             made[kind] = (_filtered_box_version(request.getfixturevalue("demo_index"), work), "demo")
+        elif kind == "anogen-tiny":
+            made[kind] = (_anogen_version(request.getfixturevalue("demo_index"), work), "demo")
         else:
             folder, category = real[kind]
             data = request.getfixturevalue("shared_data") / folder
