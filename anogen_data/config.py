@@ -35,7 +35,7 @@ class IndexConfig:
 class ExportConfig:
     """``export``: how a dataset version is written (``anogen_data.writers``)."""
 
-    include_learn: bool = True  # real learn shots go to synthetic/<c>/images/<defect>/real_NNN: training evidence, never test
+    include_learn: bool = True  # learn shots go to synthetic/<c>/images/<defect>/real_NNN: training evidence, never test
     license: str = "cc-by-nc-sa-4.0"  # MVTec AD's licence; derived images inherit it (share-alike)
     copy_png: bool = True  # 8-bit RGB PNG sources are copied byte for byte: no re-encode, original pixels and bytes
     png_compression: int = 3  # OpenCV PNG level when re-encoding: 9 is ~20x slower for ~14% smaller files (MVTec bottle)

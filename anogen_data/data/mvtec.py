@@ -140,8 +140,9 @@ def _orphan_mask_folders(folder: Path, defects: set[str]) -> None:
 
 
 def _version_tree(root: Path, category: str) -> tuple[Path, Path | None]:
-    """(data root of the MVTec tree, training-anomaly tree or None): a version folder holds ``mvtec/``."""
-    if (root / MVTEC / category).is_dir():
+    """(data root of the MVTec tree, training-anomaly tree or None): a version folder holds
+    ``mvtec/<category>`` (and no ``<category>`` folder of its own)."""
+    if not (root / category).is_dir() and (root / MVTEC / category).is_dir():
         extra = root / SYNTHETIC / category
         return root / MVTEC, extra if extra.is_dir() else None
     return root, None
