@@ -82,6 +82,18 @@ def commit_operations(files: dict[str, Path], card: bytes, existing: list[str]) 
     return ops
 
 
+def _hub_card(text: str, manifest: dict, files: dict[str, Path], repo_id: str, tag: str, trees: bool) -> bytes:
+    """The card to upload: its usage block names ``repo_id`` at ``tag``. Cards written before the usage
+    block get their ``"path/or/repo-id"`` placeholder filled instead."""
+    splits = sorted({Path(p).name.split("-")[0] for p in files if p.startswith("data/")}, key=lambda s: (s != "train", s))
+    try:
+        text = with_hub_usage(text, repo_id=repo_id, tag=tag, trees=trees, name=manifest["name"],
+                              version=manifest["version"], category=manifest["category"], splits=splits)
+    except ValueError:
+        text = text.replace('load_dataset("path/or/repo-id")', f'load_dataset("{repo_id}", revision="{tag}")')
+    return text.encode("utf-8")
+
+
 def push_version(version_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
                  tag: str | None = None, include_trees: bool = False) -> str:
     """Create (or reuse) the dataset repo, commit exactly this version to ``revision`` and tag it.
@@ -100,12 +112,16 @@ def push_version(version_dir: Path, repo_id: str, *, private: bool = False, revi
         The tag written.
 
     Raises:
-        AnogenError: offline, not logged in, a bad repo id, a changed version, or the Hub refused.
+        AnogenError: offline, not logged in, a bad repo id, a changed version, a tag named like the
+            branch, or the Hub refused.
     """
     version_dir = Path(version_dir)
     manifest = _check(version_dir, repo_id)
     tag = tag or f"v{manifest['version']}"
     branch = revision or DEFAULT_BRANCH
+    if tag == branch:
+        raise AnogenError(f"--revision (the branch) and the tag are both '{tag}'; a ref name must be one or the "
+                          "other: pass another --tag or --revision")
     if _offline():
         raise AnogenError("cannot push: HF_HUB_OFFLINE is set; unset it and make sure the Hub is reachable")
     import huggingface_hub
@@ -114,10 +130,7 @@ def push_version(version_dir: Path, repo_id: str, *, private: bool = False, revi
     if not token:
         raise AnogenError("cannot push: not logged in to the Hugging Face Hub; run `hf auth login` or set HF_TOKEN")
     files = repo_files(version_dir, manifest, include_trees)
-    splits = sorted({Path(p).name.split("-")[0] for p in files if p.startswith("data/")}, key=lambda s: (s != "train", s))
-    card = with_hub_usage((files[CARD]).read_text(encoding="utf-8"), repo_id=repo_id, tag=tag, trees=include_trees,
-                          name=manifest["name"], version=manifest["version"], category=manifest["category"],
-                          splits=splits).encode("utf-8")
+    card = _hub_card(files[CARD].read_text(encoding="utf-8"), manifest, files, repo_id, tag, include_trees)
     message = f"{manifest['name']} {tag} ({manifest['category']}) from anogen-data"
     api = huggingface_hub.HfApi()
     try:

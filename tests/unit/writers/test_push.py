@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from types import SimpleNamespace
 from unittest.mock import create_autospec
@@ -87,6 +88,24 @@ def test_trees_branch_and_tag_options(written, hub):
     assert hub.create_tag.call_args.kwargs["tag"] == "release-1"
 
 
+def test_a_card_written_before_the_usage_block_gets_its_placeholder_filled(written, hub, tmp_path):
+    from anogen_data.writers.manifest import MANIFEST, build_manifest
+
+    old = tmp_path / "v1"
+    shutil.copytree(written.folder, old)
+    card = old / "hf" / "README.md"
+    text = card.read_text()
+    start, end = text.index("<!-- usage -->"), text.index("<!-- /usage -->") + len("<!-- /usage -->")
+    card.write_text(text[:start] + '```python\nds = load_dataset("path/or/repo-id")\n```' + text[end:])
+    manifest = json.loads((old / MANIFEST).read_text())
+    (old / MANIFEST).unlink()
+    (old / MANIFEST).write_text(json.dumps(build_manifest(old, name=manifest["name"], category=manifest["category"],
+                                                           version=manifest["version"], lineage={})))
+    push_version(old, "org/widget")
+    adds, _, _ = _operations(hub)
+    assert 'ds = load_dataset("org/widget", revision="v1")' in adds["README.md"].path_or_fileobj.decode()
+
+
 def test_offline_and_logged_out_fail_before_any_call(written, hub, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AnogenError, match="HF_HUB_OFFLINE"):
@@ -110,6 +129,8 @@ def test_hub_errors_become_one_line_without_the_token(written, hub):
 def test_bad_repo_id_and_changed_version_are_refused(written, hub, tmp_path):
     with pytest.raises(AnogenError, match="ORG/NAME"):
         push_version(written.folder, "no-slash")
+    with pytest.raises(AnogenError, match="--revision .* and the tag are both 'v1'"):
+        push_version(written.folder, "org/widget", revision="v1")  # the old meaning of --revision
     copy = tmp_path / "v1"
     shutil.copytree(written.folder, copy)
     (copy / "stats.json").write_text("{}")
