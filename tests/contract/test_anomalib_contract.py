@@ -162,6 +162,25 @@ def test_every_version_kind_reads_in_anomalib_as_we_mean_it(make_version, kind):
     assert len(trained) > 0  # learn shots (real_NNN) and/or synthetic anomalies
 
 
+def test_the_cards_anomalib_snippet_is_the_call_checked_here(make_version):
+    """Run the dataset card's anomalib block with recording stand-ins for ``MVTecAD`` and ``Folder``: its
+    arguments are the ones the contract test reads the version with."""
+    version, category = make_version("demo")
+    card = (version / "hf" / "README.md").read_text()
+    block = next(b for b in card.split("```python\n")[1:] if b.startswith("from anomalib.data import"))
+    calls = {}
+
+    def recorder(name):
+        return lambda **kwargs: calls.setdefault(name, kwargs)
+
+    code = block.split("```")[0].replace("from anomalib.data import Folder, MVTecAD\n", "")
+    exec(code, {"MVTecAD": recorder("MVTecAD"), "Folder": recorder("Folder")})  # noqa: S102 - our own card
+    root = calls["Folder"].pop("root")
+    assert root == "datasets/demo/v1" and calls["Folder"].pop("name") == "demo-v1"
+    assert calls["Folder"] == {k: v for k, v in folder_call(version, category).items() if k != "root"}
+    assert calls["MVTecAD"] == {"root": f"{root}/mvtec", "category": category}
+
+
 def test_filtered_version_holds_kept_records_only_and_no_learn_shots(make_version):
     version, category = make_version("filtered-box")
     names = sorted(p.name for p in (version / "synthetic" / category / "images").rglob("*.png"))
