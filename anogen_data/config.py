@@ -127,7 +127,7 @@ class TrainConfig:
     base_width: int = 0  # 0 = paper width on GPU (64), CPU width 16 otherwise
     lr: float = 0.001
     synthesis: str = "perlin"  # on-the-fly anomalies when the version has none / no version: perlin | cutpaste
-    real_shots: bool = False  # also train on the version's real learn shots (train/<defect>/real_*)
+    real_shots: bool = False  # also train on the version's real learn shots (synthetic/<c>/images/<defect>/real_*)
     augment: bool = False  # random flips of the training anomalies
     p_cutoff: float | None = None  # AnoGen weak-loss cutoff; None = method default (0.1 unet/draem, 0.0 destseg)
     cutoff_warmup_steps: int = 0  # linear ramp of p_cutoff from 0
