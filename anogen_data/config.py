@@ -35,7 +35,7 @@ class IndexConfig:
 class ExportConfig:
     """``export``: how a dataset version is written (``anogen_data.writers``)."""
 
-    include_learn: bool = True  # real learn shots go to train/<defect>/real_NNN: training evidence, never test
+    include_learn: bool = True  # learn shots go to synthetic/<c>/images/<defect>/real_NNN: training evidence, never test
     license: str = "cc-by-nc-sa-4.0"  # MVTec AD's licence; derived images inherit it (share-alike)
     copy_png: bool = True  # 8-bit RGB PNG sources are copied byte for byte: no re-encode, original pixels and bytes
     png_compression: int = 3  # OpenCV PNG level when re-encoding: 9 is ~20x slower for ~14% smaller files (MVTec bottle)
@@ -127,7 +127,7 @@ class TrainConfig:
     base_width: int = 0  # 0 = paper width on GPU (64), CPU width 16 otherwise
     lr: float = 0.001
     synthesis: str = "perlin"  # on-the-fly anomalies when the version has none / no version: perlin | cutpaste
-    real_shots: bool = False  # also train on the version's real learn shots (train/<defect>/real_*)
+    real_shots: bool = False  # also train on the version's real learn shots (synthetic/<c>/images/<defect>/real_*)
     augment: bool = False  # random flips of the training anomalies
     p_cutoff: float | None = None  # AnoGen weak-loss cutoff; None = method default (0.1 unet/draem, 0.0 destseg)
     cutoff_warmup_steps: int = 0  # linear ramp of p_cutoff from 0

@@ -36,8 +36,9 @@ def export_command(
 ) -> None:
     """Write an immutable dataset version OUT/NAME/vN: MVTec tree, COCO RLE, HF parquet, stats, card, manifest.
 
-    Real images come from the index (train -> train/good; eval -> test/); synthetic records go to
-    train/<defect>/syn_NNNNNN.png. The version appears only when complete.
+    Real images come from the index (train -> mvtec/<c>/train/good; eval -> mvtec/<c>/test/); learn shots and
+    synthetic records go to synthetic/<c>/images/<defect>/ (masks in synthetic/<c>/masks/<defect>/), so
+    mvtec/<c>/ is strictly MVTec AD. The version appears only when complete.
 
     Usage:
 
@@ -104,22 +105,32 @@ def push_command(
     version_dir: Annotated[Path, typer.Argument(help="A dataset version folder, e.g. datasets/bottle/v1.")],
     repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo ORG/NAME.")],
     private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Tag to write (default v<N>).")] = None,
+    revision: Annotated[
+        Optional[str], typer.Option("--revision", help="Branch to commit to, as in `hf upload` (created when "
+                                    "missing; default main).")
+    ] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Tag naming the version's commit (default v<N>).")] = None,
     include_trees: Annotated[
-        bool, typer.Option("--include-trees", help="Also upload the MVTec tree, COCO files, stats and manifest.")
+        bool, typer.Option("--include-trees", help="Also upload the MVTec and synthetic trees, COCO files, stats, "
+                           "records and manifest (anomalib's readers need the trees).")
     ] = False,
 ) -> None:
-    """Upload a version's hf/ folder (a ready dataset repo) to the Hugging Face Hub and tag it.
+    """Commit exactly one version to a Hub dataset repo (its hf/ folder at the root) and tag the commit.
 
-    Needs `hf auth login` or HF_TOKEN; offline or unauthenticated it prints one line and exits 1.
+    The commit adds every file of the version and deletes every other file of the branch (the Hub's
+    .gitattributes stays), so each tag holds one version only. Unlike `hf upload`, the version tag is
+    a separate --tag (default v<N>); --revision is the branch, as there. Needs `hf auth login` or
+    HF_TOKEN; offline or unauthenticated it prints one line and exits 1.
 
     Usage:
 
       anogen-data push datasets/bottle/v1 --repo-id my-org/bottle-defects
 
-      anogen-data push datasets/bottle/v2 --repo-id my-org/bottle-defects --private --revision v2 --include-trees
+      anogen-data push datasets/bottle/v2 --repo-id my-org/bottle-defects --private --include-trees
+
+      anogen-data push datasets/bottle/v3 --repo-id my-org/bottle-defects --revision dev --tag v3-rc1
     """
     from anogen_data.writers.push import push_version
 
-    tag = push_version(version_dir, repo_id, private=private, revision=revision, include_trees=include_trees)
+    tag = push_version(version_dir, repo_id, private=private, revision=revision, tag=tag, include_trees=include_trees)
     typer.echo(f"pushed {version_dir} to https://huggingface.co/datasets/{repo_id} (tag {tag})")

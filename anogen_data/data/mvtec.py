@@ -3,10 +3,15 @@
 Layout::
 
     ROOT/<category>/train/good/*.png              good training images
-    ROOT/<category>/train/<defect>/syn_NNNNNN.png  synthetic training anomalies (our dataset versions)
     ROOT/<category>/test/good/*.png               good test images
     ROOT/<category>/test/<defect>/*.png           real anomalies
     ROOT/<category>/ground_truth/<defect>/<stem>_mask.png   one mask per anomaly (255 = defect)
+    ROOT/<category>/train/<defect>/*.png          training anomalies (read too; MVTec AD has none, and
+                                                  versions written before the synthetic/ tree put theirs here)
+
+A dataset version folder (``datasets/<name>/v<N>``, holding ``mvtec/<category>/``) is read as well: its
+MVTec tree plus its training anomalies ``synthetic/<category>/images/<defect>/*.png`` with masks of the
+same name in ``synthetic/<category>/masks/<defect>/`` (split "train", label "anomaly"; ``writers.mvtec``).
 
 Variants read as well (see ``../shared/data/README.md``): ``.jpg``/``.png``/``.bmp``/``.tif`` images,
 masks named ``<stem>_mask.<ext>`` or ``<stem>.<ext>``, grayscale/RGB/16-bit files, non-square images,
@@ -26,6 +31,7 @@ from anogen_data.errors import AnogenError
 from anogen_data.records import Sample
 
 GOOD = "good"
+MVTEC, SYNTHETIC = "mvtec", "synthetic"  # the two image trees of a dataset version (``writers.mvtec``)
 _CATEGORY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -63,7 +69,8 @@ def _mask_stem(mask: Path) -> str:
     return stem[: -len("_mask")] if stem.endswith("_mask") else stem
 
 
-def _pair_masks(defect: str, images: list[Path], gt_folder: Path) -> dict[Path, Path]:
+def _pair_masks(defect: str, images: list[Path], gt_folder: Path, where: str = "train/ or test/",
+                suffix: str = "_mask") -> dict[Path, Path]:
     """Map each anomaly image to its mask in ``gt_folder`` (``<stem>_mask.*`` preferred over ``<stem>.*``).
 
     Raises:
@@ -78,8 +85,8 @@ def _pair_masks(defect: str, images: list[Path], gt_folder: Path) -> dict[Path, 
         found = next((by_name[c] for c in candidates if c in by_name), None)
         if found is None:
             raise AnogenError(
-                f"{image} has no mask: expected {gt_folder / (image.stem + '_mask.png')} "
-                f"(or {image.stem}.png); add the mask or remove the image"
+                f"{image} has no mask: expected {gt_folder / (image.stem + suffix + '.png')}"
+                f"{f' (or {image.stem}.png)' if suffix else ''}; add the mask or remove the image"
             )
         pairs[image] = found
     used = set(pairs.values())
@@ -87,7 +94,7 @@ def _pair_masks(defect: str, images: list[Path], gt_folder: Path) -> dict[Path, 
     for mask in masks:
         if mask not in used and _mask_stem(mask).lower() not in image_stems and mask.stem.lower() not in image_stems:
             raise AnogenError(
-                f"{mask} is a mask without an image: no {defect}/{_mask_stem(mask)}.* in train/ or test/; "
+                f"{mask} is a mask without an image: no {defect}/{_mask_stem(mask)}.* in {where}; "
                 "add the image or remove the mask"
             )
     return pairs
@@ -132,17 +139,45 @@ def _orphan_mask_folders(folder: Path, defects: set[str]) -> None:
             )
 
 
+def _version_tree(root: Path, category: str) -> tuple[Path, Path | None]:
+    """(data root of the MVTec tree, training-anomaly tree or None): a version folder holds
+    ``mvtec/<category>`` (and no ``<category>`` folder of its own)."""
+    if not (root / category).is_dir() and (root / MVTEC / category).is_dir():
+        extra = root / SYNTHETIC / category
+        return root / MVTEC, extra if extra.is_dir() else None
+    return root, None
+
+
+def _training_anomaly_jobs(tree: Path) -> list[tuple[Path, str, str, str, Path | None]]:
+    """Jobs for ``synthetic/<category>/images/<defect>/*`` paired with ``masks/<defect>/`` (same names)."""
+    images_root, masks_root = tree / "images", tree / "masks"
+    defects = {sub.name for sub in _subfolders(images_root)}
+    for gt in _subfolders(masks_root):
+        if gt.name not in defects and _images_in(gt):
+            raise AnogenError(f"{gt} holds masks without images: there is no {images_root / gt.name} folder; "
+                              "add the images or remove the masks")
+    jobs = []
+    for sub in _subfolders(images_root):
+        images = _images_in(sub)
+        if not images:
+            raise AnogenError(f"defect folder {sub} holds no images; add its anomalies or remove the folder")
+        pairs = _pair_masks(sub.name, images, masks_root / sub.name, where=str(images_root), suffix="")
+        jobs += [(p, "train", "anomaly", sub.name, pairs[p]) for p in images]
+    return jobs
+
+
 def load_category(root: Path, category: str, *, workers: int = 4) -> list[Sample]:
     """Read one category into a sample table, validating every image/mask pair.
 
     Args:
-        root: data root holding ``<category>/``.
+        root: data root holding ``<category>/``, or a dataset version folder holding ``mvtec/<category>/``
+            (then its ``synthetic/<category>/`` training anomalies are read too).
         category: folder name of the category (no path separators).
         workers: threads decoding images (OpenCV releases the GIL).
 
     Returns:
         Samples ordered train/good, test/good, then anomalies by (split, defect type, file name);
-        paths are absolute. Anomalies in ``train/<defect>`` (synthetic, from our dataset versions)
+        paths are absolute. Training anomalies (a version's ``synthetic/`` tree, or ``train/<defect>``)
         have split "train" and label "anomaly".
 
     Raises:
@@ -150,7 +185,9 @@ def load_category(root: Path, category: str, *, workers: int = 4) -> list[Sample
             mask without an image, an empty defect folder, a mask whose size differs from its image,
             or an unreadable image file. The message names the file and what to do.
     """
-    folder = _check_root(Path(root), category).resolve()
+    check_category_name(category)
+    mvtec_root, extra = _version_tree(Path(root), category)
+    folder = _check_root(mvtec_root, category).resolve()
     jobs: list[tuple[Path, str, str, str, Path | None]] = []
     for split in ("train", "test"):
         good = folder / split / GOOD
@@ -166,6 +203,8 @@ def load_category(root: Path, category: str, *, workers: int = 4) -> list[Sample
         pairs = _pair_masks(defect, all_images, folder / "ground_truth" / defect)
         for split, images in groups:
             jobs += [(p, split, "anomaly", defect, pairs[p]) for p in images]
+    if extra is not None:
+        jobs += _training_anomaly_jobs(extra.resolve())
     jobs.sort(key=_sort_key)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(_make_sample, jobs))

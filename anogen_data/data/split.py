@@ -7,8 +7,9 @@
   uses K=3). Each defect type has its own generator seeded from (seed, defect name), so adding a defect
   type or good images never changes another type's shots.
 
-``train/good`` is always role "train", ``test/good`` always "eval"; synthetic anomalies found in
-``train/<defect>`` (a re-read dataset version) are "train". Learn and eval never overlap.
+``train/good`` is always role "train", ``test/good`` always "eval"; training anomalies of a re-read
+dataset version (its ``synthetic/`` tree, or ``train/<defect>`` in the older layout) are "train".
+Learn and eval never overlap.
 """
 
 from __future__ import annotations

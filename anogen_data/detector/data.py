@@ -102,10 +102,13 @@ def _clean_sources(version: Path) -> dict[str, str]:
 def read_version(
     version: Path, category: str | None = None, real_shots: bool = False
 ) -> tuple[str, list[TrainItem], list[TrainItem]]:
-    """Read ``VERSION/mvtec/<category>/`` into (category, good items, training anomaly items).
+    """Read a version's ``mvtec/<category>/train/good`` and ``synthetic/<category>/`` into (category, good
+    items, training anomaly items).
 
-    Training anomalies are the synthetic ``train/<defect>/syn_*`` images, plus the real learn shots
-    ``train/<defect>/real_*`` when ``real_shots``. Never reads ``test/``.
+    Training anomalies are the synthetic ``synthetic/<category>/images/<defect>/syn_*`` images, plus the
+    real learn shots ``real_*`` beside them when ``real_shots`` (a version written before the
+    ``synthetic/`` tree, with them in ``mvtec/<category>/train/<defect>/``, reads the same). Never
+    reads ``test/``.
 
     Raises:
         AnogenError: no ``mvtec/`` folder, several categories and none chosen, or no train/good images.
@@ -121,7 +124,7 @@ def read_version(
         if len(found) != 1:
             raise AnogenError(f"{root} holds categories {found}; pass --category to choose one")
         category = found[0]
-    samples = [s for s in load_category(root, category) if s.split == "train"]
+    samples = [s for s in load_category(version, category) if s.split == "train"]
     quality, cleans = _coco_quality(version), _clean_sources(version)
     good = [TrainItem(s.path) for s in samples if s.label == "good"]
     anomalies = []

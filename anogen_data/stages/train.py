@@ -1,6 +1,7 @@
 """Stage ``train``: fit the bundled detector on a dataset version; write safetensors + ``model.json``.
 
-Reads ``VERSION/mvtec/<category>/train`` (good images and synthetic anomalies), the version's COCO
+Reads ``VERSION/mvtec/<category>/train/good`` and ``VERSION/synthetic/<category>/`` (good images and
+synthetic anomalies), the version's COCO
 ``mask_quality`` flags (AnoGen weak box labels, Gui et al., ECCV 2024) and ``manifest.json`` (its
 sha256 goes into ``model.json``). Without a version, ``--synthesis perlin|cutpaste`` trains on the
 index's train/good images with on-the-fly anomalies only: the DRAEM baseline (Zavrtanik et al., ICCV

@@ -10,13 +10,16 @@ small batches, and a shard is closed once it passes ``max_shard_bytes``: memory 
 number of images.
 
 Features: ``image`` (Image, RGB PNG), ``mask`` (Image, uint8 {0, 255}, 255 = defect; None for good
-images), ``label`` (ClassLabel good/anomaly), ``defect_type``, ``category``, ``bboxes`` (list of XYWH
+images), ``label`` (ClassLabel good/anomaly), ``defect_type`` (ClassLabel of the version's defect types
+and "good", names sorted: ``ds.features["defect_type"].int2str(row["defect_type"])`` gives the name),
+``category``, ``bboxes`` (list of XYWH
 per connected instance), ``source`` (real/synthetic), ``backend`` and ``seed`` (None for real images),
 ``mask_quality`` (pixel/box; None for good images), ``file_name`` (path in the MVTec tree).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +29,21 @@ LABELS = ["good", "anomaly"]
 HASH_CHARS = 16  # hex digits of a shard's sha256 in its name: 64 bits, no accidental collision
 
 
-def hf_features():
-    """The ``datasets.Features`` of every split."""
+def defect_names(defect_types: Iterable[str]) -> list[str]:
+    """The ``defect_type`` ClassLabel names: the given types and "good", sorted, each once."""
+    return sorted(set(defect_types) | {"good"})
+
+
+def hf_features(defect_types: Iterable[str] = ()):
+    """The ``datasets.Features`` of every split; ``defect_types`` name the ``defect_type`` classes
+    (``defect_names``), so every version's features say which defect types it can hold."""
     from datasets import ClassLabel, Features, Image, List, Value
 
     return Features({
         "image": Image(),
         "mask": Image(),
         "label": ClassLabel(names=LABELS),
-        "defect_type": Value("string"),
+        "defect_type": ClassLabel(names=defect_names(defect_types)),
         "category": Value("string"),
         "bboxes": List(List(Value("int32"))),
         "source": Value("string"),
@@ -58,11 +67,12 @@ class _Shards:
 class HfWriter:
     """Streams rows into per-split parquet shards under ``folder`` (the ``hf/data`` folder)."""
 
-    def __init__(self, folder: Path, *, max_shard_bytes: int = 500 << 20, batch_rows: int = 16):
+    def __init__(self, folder: Path, *, max_shard_bytes: int = 500 << 20, batch_rows: int = 16,
+                 defect_types: Iterable[str] = ()):
         self.folder = Path(folder)
         self.max_shard_bytes = max_shard_bytes
         self.batch_rows = batch_rows
-        self.features = hf_features()
+        self.features = hf_features(defect_types)
         self.splits: dict[str, _Shards] = {}
 
     def _open(self, split: str, shards: _Shards) -> None:
@@ -75,7 +85,8 @@ class HfWriter:
         shards.bytes = 0
 
     def add(self, split: str, row: dict[str, Any], nbytes: int) -> None:
-        """Add one row (see the module docstring for the keys); ``nbytes`` is its encoded image size."""
+        """Add one row (see the module docstring for the keys; ``defect_type`` as its name, one of the
+        writer's ``defect_types`` or "good"); ``nbytes`` is its encoded image size."""
         shards = self.splits.setdefault(split, _Shards())
         if shards.writer is None:
             self._open(split, shards)

@@ -1,9 +1,11 @@
 """What goes where in a dataset version: one ``ExportItem`` per image, decided from metadata only.
 
-The rule (documented in the dataset card): index role "train" -> ``train/good``; role "eval" good ->
-``test/good``; role "eval" anomalies -> ``test/<defect>`` + ground truth (so the test split holds only
-real, held-out images); role "learn" anomalies (the few real shots the generator saw) ->
-``train/<defect>/real_NNN`` when ``include_learn``; synthetic records -> ``train/<defect>/syn_NNNNNN``.
+The rule (documented in the dataset card; file names in ``writers.mvtec``): index role "train" ->
+``mvtec/<c>/train/good``; role "eval" good -> ``mvtec/<c>/test/good``; role "eval" anomalies ->
+``mvtec/<c>/test/<defect>`` + ground truth (so the MVTec tree is strictly MVTec AD and its test split
+holds only real, held-out images); role "learn" anomalies (the few real shots the generator saw) ->
+``synthetic/<c>/images/<defect>/real_NNN`` when ``include_learn``; synthetic records ->
+``synthetic/<c>/images/<defect>/syn_NNNNNN`` (masks under ``synthetic/<c>/masks/``, same names).
 When filter scores are given only records with ``keep`` true are written; the dropped ones can be
 collected (with their reasons) for the dropped-samples contact sheet, and are never written.
 
@@ -27,7 +29,7 @@ class ExportItem:
     """One image to write.
 
     Attributes:
-        split: "train" or "test" (the MVTec split it lands in).
+        split: "train" or "test" (training data, or the held-out real test split of the MVTec tree).
         label: "good" or "anomaly".
         defect_type: "good" or the defect folder name.
         source: "real" or "synthetic".

@@ -1,6 +1,8 @@
 """Immutable dataset versions ``<out>/<name>/v<N>/``: numbering and the one streaming pass that writes them.
 
-A version holds ``mvtec/<category>/`` (MVTec AD layout), ``coco/instances_<split>.json`` (RLE),
+A version holds ``mvtec/<category>/`` (strictly MVTec AD: real images only), ``synthetic/<category>/``
+(learn shots and synthetic anomalies in the layout anomalib's ``Folder`` reads; ``writers.mvtec``),
+``coco/instances_<split>.json`` (RLE),
 ``hf/`` (embedded parquet shards + dataset card), ``stats.json``, ``contact_sheet.png`` (plus
 ``dropped_sheet.png``, the records the filter dropped captioned with their first reason, when
 ``show_dropped`` and scores are given),
@@ -32,7 +34,7 @@ from anogen_data.records import IndexEntry, SynthRecord, to_row
 from anogen_data.writers.card import render_card
 from anogen_data.writers.coco import CocoWriter
 from anogen_data.writers.contact_sheet import ContactSheet
-from anogen_data.writers.hf import HfWriter
+from anogen_data.writers.hf import HfWriter, defect_names
 from anogen_data.writers.manifest import MANIFEST, build_manifest, concept_hashes, git_commit, index_sha256, seeds_of
 from anogen_data.writers.mvtec import write_file
 from anogen_data.writers.plan import ExportItem, plan_items
@@ -77,14 +79,17 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, window: int) -> Ite
 class _Writers:
     """Every per-image writer of one version folder, fed the same ``Rendered`` results."""
 
-    def __init__(self, folder: Path, name: str, category: str, version: int, cfg: ExportConfig):
+    def __init__(self, folder: Path, name: str, category: str, version: int, cfg: ExportConfig,
+                 defect_types: list[str]):
         info = {"description": f"anogen-data {name} v{version} ({category})", "version": f"v{version}",
                 "contributor": f"anogen-data {__version__}", "url": "",
                 "file_name_root": "the version folder (parent of coco/)"}
         self.folder = folder
-        self.category = category
+        self.name, self.category, self.version = name, category, version
         self.coco = CocoWriter(folder / "coco", info, cfg.license)
-        self.hf = HfWriter(folder / "hf" / "data", max_shard_bytes=cfg.max_shard_mb << 20, batch_rows=cfg.batch_rows)
+        self.hf = HfWriter(folder / "hf" / "data", max_shard_bytes=cfg.max_shard_mb << 20, batch_rows=cfg.batch_rows,
+                           defect_types=defect_types)
+        self.defect_types = defect_types
         self.stats = StatsAccumulator()
         self.records = open(folder / "records.jsonl", "w", encoding="utf-8")
         self.backends: set[str] = set()
@@ -196,7 +201,8 @@ def write_version(
         name: dataset name (a plain folder name).
         category: the category every index row and record belongs to.
         index: index rows; roles decide the split (see ``writers.plan``).
-        records: synthetic records (streamed; may be a generator); image/mask paths relative to ``records_dir``.
+        records: synthetic records (a list, or any iterable: read once into a list of metadata, so the
+            ``defect_type`` ClassLabel knows every name before the first row); paths relative to ``records_dir``.
         records_dir: the folder record paths are relative to (the records file's folder).
         scores: filter rows keyed by record id ``{"keep", "reasons", "scores"}``; only kept records are written
             (with ``config.show_dropped`` the dropped ones are drawn on ``dropped_sheet.png``).
@@ -223,10 +229,12 @@ def write_version(
             f"v{next_version(name_dir)}"
         )
     full_lineage = _lineage(index, lineage, configs, cfg)
-    total = len(index) + len(records) if hasattr(records, "__len__") else None
+    records = records if isinstance(records, list) else list(records)  # metadata only: no pixels are held
+    defect_types = defect_names([e.defect_type for e in index] + [r.defect_type for r in records])
+    total = len(index) + len(records)
     dropped: list[tuple[ExportItem, str]] | None = [] if cfg.show_dropped and scores is not None else None
     with atomic_output_dir(final) as tmp:
-        _write_all(tmp, name, category, number, plan_items(
+        _write_all(tmp, _Writers(tmp, name, category, number, cfg, defect_types), plan_items(
             category, index, records, records_dir, scores, cfg.include_learn, dropped), cfg, scores, full_lineage,
             total, dropped)
     return final
@@ -247,10 +255,10 @@ def _lineage(index: list[IndexEntry], lineage: dict | None, configs: dict | None
     }
 
 
-def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator[ExportItem],
+def _write_all(tmp: Path, writers: _Writers, items: Iterator[ExportItem],
                cfg: ExportConfig, scores: dict | None, lineage: dict, total: int | None,
                dropped: list[tuple[ExportItem, str]] | None = None) -> None:
-    writers = _Writers(tmp, name, category, number, cfg)
+    name, category, number = writers.name, writers.category, writers.version
     sheet = ContactSheet(per_group=cfg.contact_sheet_per_group, max_cells=cfg.contact_sheet_cells)
     try:
         _write_images(writers, items, cfg, sheet, total)
@@ -270,6 +278,6 @@ def _write_all(tmp: Path, name: str, category: str, number: int, items: Iterator
     splits = {s: hf_splits[s] for s in ("train", "test") if s in hf_splits}
     card = render_card(name=name, category=category, version=number, stats=stats, lineage=lineage, splits=splits,
                        license_name=cfg.license, backends=sorted(writers.backends),
-                       include_learn=cfg.include_learn)
+                       include_learn=cfg.include_learn, defect_types=writers.defect_types)
     (tmp / "hf" / "README.md").write_text(card, encoding="utf-8")
     write_json(tmp / MANIFEST, build_manifest(tmp, name=name, category=category, version=number, lineage=lineage))

@@ -142,8 +142,9 @@ def _check_four_outputs(version: Path, index_rows: int) -> None:
     from datasets import load_dataset
     from pycocotools.coco import COCO
 
-    assert len(list((version / "mvtec" / "bottle").rglob("*.png"))) - len(
-        list((version / "mvtec" / "bottle" / "ground_truth").rglob("*.png"))) == index_rows
+    from anogen_data.writers.mvtec import split_files
+
+    assert sum(len(split_files(version, "bottle", s)) for s in ("train", "test")) == index_rows
     coco = COCO(str(version / "coco" / "instances_test.json"))
     assert {c["name"] for c in coco.loadCats(coco.getCatIds())} <= {"broken_large", "broken_small", "contamination"}
     ds = load_dataset(str(version / "hf"), cache_dir=str(version.parent.parent / "cache"))
@@ -181,7 +182,7 @@ def test_real_bottle_full_index_exports_all_outputs(run_cli, shared_data, tmp_pa
     _check_four_outputs(version, len(read_index(index)))
     mvtec = pytest.importorskip("anogen_data.data.mvtec")
     counts = json.loads((version / "stats.json").read_text())["counts"]
-    assert len(mvtec.load_category(version / "mvtec", "bottle")) == sum(
+    assert len(mvtec.load_category(version, "bottle")) == sum(
         n for defects in counts.values() for sources in defects.values() for n in sources.values())
     shutil.rmtree(version / "mvtec")
     assert run_cli("verify", version)[0] == 1

@@ -60,7 +60,51 @@ def test_reads_variants_jpg_bmp_gray_16bit_and_stem_masks(tmp_path):
     assert set(np.unique(m)) == {0, 255} and int((m == 255).sum()) == 25
 
 
-def test_reads_synthetic_training_anomalies_of_a_dataset_version(make_mvtec):
+def _version_with_synthetic_tree(make_mvtec, tmp_path) -> Path:
+    """A version folder: mvtec/widget (2 good, 1 test good, 2 scratch) + synthetic/widget, two anomalies."""
+    version = tmp_path / "v1"
+    make_mvtec(good=2, test_good=1, defects={"scratch": 2}, root=version / "mvtec")
+    mask = np.zeros((24, 32), np.uint8)
+    mask[1:4, 1:4] = 255
+    for tree in ("images", "masks"):
+        (version / "synthetic/widget" / tree / "scratch").mkdir(parents=True)
+    for name in ("real_000.png", "syn_000000.png"):
+        write_png(version / "synthetic/widget/images/scratch" / name, np.full((24, 32, 3), 90, np.uint8))
+        write_png(version / "synthetic/widget/masks/scratch" / name, mask)
+    return version
+
+
+def test_reads_both_trees_of_a_dataset_version(make_mvtec, tmp_path):
+    version = _version_with_synthetic_tree(make_mvtec, tmp_path)
+    samples = load_category(version, "widget")
+    trained = [s for s in samples if s.split == "train" and s.label == "anomaly"]
+    assert [Path(s.path).name for s in trained] == ["real_000.png", "syn_000000.png"]
+    assert all(s.mask_path == s.path.replace("/images/", "/masks/") for s in trained)
+    assert _counts(samples) == {("train", "good"): 2, ("test", "good"): 1, ("test", "scratch"): 2,
+                                ("train", "scratch"): 2}
+    assert _counts(load_category(version / "mvtec", "widget"))[("train", "scratch")] == 0  # MVTec tree alone
+
+
+@pytest.mark.parametrize(
+    "breakage, needle",
+    [
+        (lambda v: (v / "synthetic/widget/masks/scratch/syn_000000.png").unlink(),
+         "syn_000000.png has no mask: expected .*/masks/scratch/syn_000000.png;"),
+        (lambda v: (v / "synthetic/widget/images/scratch/real_000.png").unlink(),
+         "real_000.png is a mask without an image"),
+        (lambda v: (v / "synthetic/widget/images/scratch").rename(v / "synthetic/widget/images/dent"),
+         "masks/scratch holds masks without images"),
+    ],
+    ids=["image-without-mask", "mask-without-image", "mask-folder-without-images"],
+)
+def test_bad_synthetic_tree_raises_naming_the_file(make_mvtec, tmp_path, breakage, needle):
+    version = _version_with_synthetic_tree(make_mvtec, tmp_path)
+    breakage(version)
+    with pytest.raises(AnogenError, match=needle):
+        load_category(version, "widget")
+
+
+def test_reads_synthetic_training_anomalies_of_an_old_layout_version(make_mvtec):
     root = make_mvtec(good=2, test_good=1, defects={"scratch": 2})
     cat = root / "widget"
     (cat / "train/scratch").mkdir()

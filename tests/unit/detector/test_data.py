@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,29 +15,35 @@ from anogen_data.detector.data import DetectorTrainSet, canvas_for, letterbox, r
 from anogen_data.errors import AnogenError
 
 
-@pytest.fixture
-def tiny_version(tmp_path):
-    """A hand-written version: 3 good, one box-labelled and one pixel-labelled synthetic anomaly (64x32)."""
+@pytest.fixture(params=["synthetic-tree", "old-train-folders"])
+def tiny_version(tmp_path, request):
+    """A hand-written version: 3 good, one box-labelled and one pixel-labelled synthetic anomaly (64x32),
+    in the current layout (``synthetic/widget/{images,masks}/scratch/``) or the one written before it
+    (``mvtec/widget/train/scratch`` + ``ground_truth/scratch/<stem>_mask.png``), which still reads."""
     version = tmp_path / "v1"
     cat = version / "mvtec" / "widget"
     rng = np.random.default_rng(0)
-    for folder in ("train/good", "train/scratch", "ground_truth/scratch"):
-        (cat / folder).mkdir(parents=True)
+    if request.param == "synthetic-tree":
+        image_dir, mask_dir, mask_name = "synthetic/widget/images/scratch", "synthetic/widget/masks/scratch", "{}.png"
+    else:
+        image_dir, mask_dir, mask_name = "mvtec/widget/train/scratch", "mvtec/widget/ground_truth/scratch", "{}_mask.png"
+    for folder in (cat / "train/good", version / image_dir, version / mask_dir):
+        folder.mkdir(parents=True)
     for i in range(3):
         write_png(cat / "train" / "good" / f"{i:03d}.png", rng.integers(0, 256, (32, 64, 3), np.uint8))
     source = tmp_path / "source.png"
     write_png(source, np.zeros((32, 64, 3), np.uint8))
     images = []
     for k, (stem, quality) in enumerate([("syn_000000", "box"), ("syn_000001", "pixel")]):
-        write_png(cat / "train" / "scratch" / f"{stem}.png", np.full((32, 64, 3), 200, np.uint8))
+        write_png(version / image_dir / f"{stem}.png", np.full((32, 64, 3), 200, np.uint8))
         mask = np.zeros((32, 64), np.uint8)
         mask[4:12, 8:24] = 255
-        write_png(cat / "ground_truth" / "scratch" / f"{stem}_mask.png", mask)
-        images.append({"id": k, "file_name": f"mvtec/widget/train/scratch/{stem}.png", "width": 64, "height": 32})
+        write_png(version / mask_dir / mask_name.format(stem), mask)
+        images.append({"id": k, "file_name": f"{image_dir}/{stem}.png", "width": 64, "height": 32})
     anns = [{"id": k, "image_id": k, "bbox": [8, 4, 16, 8], "mask_quality": q} for k, q in enumerate(["box", "pixel"])]
     (version / "coco").mkdir()
     (version / "coco" / "instances_train.json").write_text(json.dumps({"images": images, "annotations": anns}))
-    rec = {"id": "syn_000000", "image_path": "mvtec/widget/train/scratch/syn_000000.png", "source_path": str(source)}
+    rec = {"id": "syn_000000", "image_path": f"{image_dir}/syn_000000.png", "source_path": str(source)}
     (version / "records.jsonl").write_text(json.dumps(rec) + "\n")
     (version / "manifest.json").write_text("{}")
     return version
@@ -48,6 +55,7 @@ def test_read_version_labels_quality_and_clean_source(tiny_version):
     by_stem = {a.image.rsplit("/", 1)[-1]: a for a in anomalies}
     assert by_stem["syn_000000.png"].mask_quality == "box" and by_stem["syn_000000.png"].clean.endswith("source.png")
     assert by_stem["syn_000001.png"].mask_quality == "pixel" and by_stem["syn_000001.png"].clean is None
+    assert all(Path(a.mask).name.startswith(Path(a.image).stem) for a in anomalies)
 
 
 def test_read_version_refuses_a_folder_without_mvtec(tmp_path):

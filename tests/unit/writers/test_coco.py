@@ -14,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from anogen_data.data.image_io import read_mask
 from anogen_data.writers.coco import mask_instances
+from anogen_data.writers.mvtec import mask_of, split_files
 
 
 def _coco(path) -> COCO:
@@ -49,7 +50,7 @@ def test_coco_round_trip_matches_masks_written(written, split):
     assert {"info", "licenses", "images", "annotations", "categories"} <= set(raw)
     assert [c["name"] for c in raw["categories"]] == ["dent", "scratch"]
     assert [c["id"] for c in raw["categories"]] == [1, 2]
-    files = sorted((folder / "mvtec/widget" / split).rglob("*.png"))
+    files = split_files(folder, "widget", split)
     assert len(coco.getImgIds()) == len(files)
     for image in coco.loadImgs(coco.getImgIds()):
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
@@ -57,9 +58,7 @@ def test_coco_round_trip_matches_masks_written(written, split):
         if "/good/" in image["file_name"]:
             assert anns == []
             continue
-        stem = image["file_name"].rsplit("/", 1)[1][:-4]
-        defect = image["file_name"].split("/")[-2]
-        written_mask = read_mask(folder / "mvtec/widget/ground_truth" / defect / f"{stem}_mask.png")
+        written_mask = read_mask(folder / mask_of(image["file_name"]))
         decoded = np.zeros_like(written_mask)
         for a in anns:
             decoded |= coco.annToMask(a).astype(np.uint8) * 255

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 
 from anogen_data.errors import AnogenError
-from anogen_data.writers.mvtec import MvtecNamer
+from anogen_data.writers.mvtec import MvtecNamer, mask_of
 from anogen_data.writers.plan import plan_items
 
 
-def test_namer_numbers_per_folder_and_keeps_stems_distinct():
+def test_namer_numbers_per_folder_and_keeps_the_mvtec_tree_strict():
     namer = MvtecNamer("widget")
     assert namer.good("train") == ("mvtec/widget/train/good/000.png", None)
     assert namer.good("train")[0] == "mvtec/widget/train/good/001.png"
@@ -20,11 +20,22 @@ def test_namer_numbers_per_folder_and_keeps_stems_distinct():
     shot_img, shot_mask = namer.anomaly("train", "dent", "real")
     syn_img, syn_mask = namer.anomaly("train", "dent", "synthetic")
     assert (test_img, test_mask) == ("mvtec/widget/test/dent/000.png", "mvtec/widget/ground_truth/dent/000_mask.png")
-    assert (shot_img, shot_mask) == ("mvtec/widget/train/dent/real_000.png",
-                                     "mvtec/widget/ground_truth/dent/real_000_mask.png")
-    assert (syn_img, syn_mask) == ("mvtec/widget/train/dent/syn_000000.png",
-                                   "mvtec/widget/ground_truth/dent/syn_000000_mask.png")
+    assert (shot_img, shot_mask) == ("synthetic/widget/images/dent/real_000.png",
+                                     "synthetic/widget/masks/dent/real_000.png")
+    assert (syn_img, syn_mask) == ("synthetic/widget/images/dent/syn_000000.png",
+                                   "synthetic/widget/masks/dent/syn_000000.png")
     assert namer.anomaly("train", "dent", "synthetic")[0].endswith("syn_000001.png")
+    assert [mask_of(p) for p in (test_img, shot_img, syn_img)] == [test_mask, shot_mask, syn_mask]
+    with pytest.raises(AnogenError, match="test split"):
+        namer.anomaly("test", "dent", "synthetic")
+
+
+def test_namer_refuses_a_number_wider_than_its_field():
+    namer = MvtecNamer("widget")
+    for _ in range(1000):
+        namer.anomaly("test", "dent", "real")
+    with pytest.raises(AnogenError, match="more than 1000 real images in test/dent"):
+        namer.anomaly("test", "dent", "real")
 
 
 def test_roles_decide_the_split(inputs):
@@ -37,7 +48,7 @@ def test_roles_decide_the_split(inputs):
         else:
             assert item.split == "train"
         if entry.role == "learn":
-            assert "/real_" in item.image_rel
+            assert item.image_rel.startswith("synthetic/widget/images/") and "/real_" in item.image_rel
     synthetic = [i for i in items if i.source == "synthetic"]
     assert len(synthetic) == len(inputs.records)
     assert all(i.split == "train" and "/syn_" in i.image_rel for i in synthetic)

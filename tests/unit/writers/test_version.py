@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from anogen_data.config import ExportConfig
 from anogen_data.errors import AnogenError
 from anogen_data.writers.manifest import file_table
+from anogen_data.writers.mvtec import mask_of
 from anogen_data.writers.version import existing_versions, next_version, ordered_map, write_version
 
 
@@ -111,24 +113,29 @@ def test_stats_and_records_of_a_version(written):
     assert all((written.folder / r["image_path"]).is_file() and (written.folder / r["mask_path"]).is_file() for r in rows)
 
 
-def test_mvtec_tree_masks_are_binary_and_image_sized(written):
+def test_mvtec_tree_is_strict_and_masks_are_binary_and_image_sized(written):
+    import cv2
+
     from anogen_data.data.image_io import read_image, read_mask
 
     tree = written.folder / "mvtec" / "widget"
-    for mask_file in (tree / "ground_truth").rglob("*_mask.png"):
-        stem, defect = mask_file.name[: -len("_mask.png")], mask_file.parent.name
-        split = "test" if stem[0].isdigit() else "train"
-        image = read_image(tree / split / defect / f"{stem}.png")
-        import cv2
-
+    assert sorted(p.name for p in tree.iterdir()) == ["ground_truth", "test", "train"]
+    assert [p.name for p in (tree / "train").iterdir()] == ["good"]  # training anomalies live in synthetic/
+    masks = sorted((tree / "ground_truth").rglob("*")) + sorted((written.folder / "synthetic").rglob("masks/*/*"))
+    images = [p for p in (tree / "test").rglob("*.png") if p.parent.name != "good"]
+    images += list((written.folder / "synthetic" / "widget" / "images").rglob("*.png"))
+    assert len([m for m in masks if m.is_file()]) == len(images) == 4 + 2 + 3  # eval + learn + synthetic
+    for image_file in images:
+        mask_file = written.folder / mask_of(image_file.relative_to(written.folder).as_posix())
         raw = cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED)
         assert raw.ndim == 2 and set(np.unique(raw)) <= {0, 255}
-        assert raw.shape == image.shape[:2] == read_mask(mask_file).shape
+        assert raw.shape == read_image(image_file).shape[:2] == read_mask(mask_file).shape
 
 
-def test_our_reader_rereads_the_tree_with_identical_counts(written):
-    mvtec = pytest.importorskip("anogen_data.data.mvtec")
-    samples = mvtec.load_category(written.folder / "mvtec", "widget")
+def test_our_reader_rereads_both_trees_with_identical_counts(written):
+    from anogen_data.data.mvtec import load_category
+
+    samples = load_category(written.folder, "widget")
     stats = json.loads((written.folder / "stats.json").read_text())
     counts: dict = {}
     for s in samples:
@@ -138,6 +145,9 @@ def test_our_reader_rereads_the_tree_with_identical_counts(written):
                 for split, defects in stats["counts"].items() for defect, sources in defects.items()}
     assert counts == expected
     assert all(s.mask_path for s in samples if s.label == "anomaly")
+    assert all(Path(s.mask_path).name.startswith(Path(s.path).stem) for s in samples if s.label == "anomaly")
+    real_only = load_category(written.folder / "mvtec", "widget")  # the MVTec tree alone: the real benchmark
+    assert {(s.split, s.label) for s in real_only if s.label == "anomaly"} == {("test", "anomaly")}
 
 
 def test_ordered_map_keeps_order_and_bounds_the_window():
@@ -173,17 +183,23 @@ def test_copied_and_reencoded_pngs_hold_the_same_pixels(inputs, tmp_path):
         np.testing.assert_array_equal(reader(path), reader(other))
 
 
-def test_a_version_created_by_a_concurrent_run_is_not_replaced(inputs, tmp_path):
+def test_a_version_created_by_a_concurrent_run_is_not_replaced(inputs, tmp_path, monkeypatch):
+    from anogen_data.writers import version as version_module
+
     out = tmp_path / "out"
+    render = version_module.render_item
+    calls = []
 
-    def records_while_another_run_finishes():
-        yield inputs.records[0]
-        (out / "widget" / "v1").mkdir()  # the other run renames its v1 into place now
-        (out / "widget" / "v1" / "theirs.txt").write_text("theirs")
-        yield inputs.records[1]
+    def render_while_another_run_finishes(item, cfg, sheet):
+        calls.append(item)
+        if len(calls) == 2:  # the other run renames its v1 into place now
+            (out / "widget" / "v1").mkdir()
+            (out / "widget" / "v1" / "theirs.txt").write_text("theirs")
+        return render(item, cfg, sheet)
 
+    monkeypatch.setattr(version_module, "render_item", render_while_another_run_finishes)
     with pytest.raises(AnogenError, match="created by another run"):
         write_version(out, "widget", category="widget", index=inputs.index,
-                      records=records_while_another_run_finishes(), records_dir=inputs.records_dir)
+                      records=inputs.records[:2], records_dir=inputs.records_dir, config=ExportConfig(workers=1))
     assert [p.name for p in (out / "widget" / "v1").iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in (out / "widget").iterdir()) == ["v1"]
