@@ -57,6 +57,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -64,6 +65,9 @@ def _root(
 ) -> None:
     if debug:
         os.environ["ANOGEN_DEBUG"] = "1"
+    from anogen_data.files import set_command_name
+
+    set_command_name(f"anogen-data {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "anogen-data")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from anogen_data.config import GenerateConfig, IndexConfig, ProposeConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import sha256_file
+from anogen_data.files import sha256_file, write_marker
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
@@ -158,6 +158,7 @@ def _prepare_work(work: Path, run_config: dict, resume: bool) -> None:
         if changed:
             raise AnogenError(f"{work} was started with different settings ({', '.join(changed)}); resume with the same ones")
     work.mkdir(parents=True, exist_ok=True)
+    write_marker(work)  # --no-export turns work into the output folder: --force of other stages may replace it
     saved.write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

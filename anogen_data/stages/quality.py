@@ -14,7 +14,7 @@ from pathlib import Path
 
 from anogen_data.config import QualityConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import write_json
+from anogen_data.files import follow_umask, write_json
 from anogen_data.filters.embed import Embedder
 from anogen_data.quality.report import Item, measure, quality_report
 from anogen_data.records import IndexEntry, read_records
@@ -65,6 +65,7 @@ def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     os.close(fd)
+    follow_umask(Path(tmp))  # mkstemp makes 0600; quality.json is shared like every other output
     try:
         write_json(Path(tmp), report)
         os.replace(tmp, out_file)

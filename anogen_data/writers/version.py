@@ -225,7 +225,7 @@ def write_version(
     full_lineage = _lineage(index, lineage, configs, cfg)
     total = len(index) + len(records) if hasattr(records, "__len__") else None
     dropped: list[tuple[ExportItem, str]] | None = [] if cfg.show_dropped and scores is not None else None
-    with atomic_output_dir(final) as tmp:
+    with atomic_output_dir(final, marker=False) as tmp:  # versions are never replaced: no --force marker
         _write_all(tmp, name, category, number, plan_items(
             category, index, records, records_dir, scores, cfg.include_learn, dropped), cfg, scores, full_lineage,
             total, dropped)
