@@ -7,6 +7,7 @@ thin: check options, resolve the config, call one function in ``anogen_data.stag
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -70,9 +71,28 @@ def _root(
     set_command_name(f"anogen-data {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "anogen-data")
 
 
+class _StderrLines(logging.Handler):
+    """Library warnings (a dropped duplicate, a removed stale folder) as one ``warning: ...`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"{record.levelname.lower()}: {record.getMessage()}\n")
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def _warnings_to_stderr() -> None:
+    logger = logging.getLogger("anogen_data")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        handler = _StderrLines(logging.WARNING)
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit 1; usage errors exit 2."""
     from anogen_data.errors import AnogenError
+
+    _warnings_to_stderr()
 
     try:
         app(args=argv, prog_name="anogen-data")
