@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     _warnings_to_stderr()
 
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="anogen-data")
     except AnogenError as exc:
@@ -102,5 +103,34 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(1)
     except KeyboardInterrupt:
-        typer.secho("interrupted; nothing was written", err=True)
+        typer.secho(interrupted_line(args), err=True)
         sys.exit(130)
+    except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
+        if exc.code == 130 and _from_interrupt(exc):
+            typer.secho(interrupted_line(args), err=True)
+        raise
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def interrupted_line(args: list[str]) -> str:
+    """The one line Ctrl-C prints: what was kept and the command to rerun."""
+    import shlex
+
+    words = [str(a) for a in args]
+    command = next((w for w in words if not w.startswith("-")), "")
+    if command == "generate":
+        resume = words if "--resume" in words else [*words, "--resume"]
+        return ("interrupted; finished samples are kept in the .partial folder; continue with: "
+                f"{shlex.join(['anogen-data', *resume])}")
+    if command == "push":
+        return f"interrupted; rerun: {shlex.join(['anogen-data', *words])}"
+    return f"interrupted; no output was written; rerun: {shlex.join(['anogen-data', *words])}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +42,7 @@ from anogen_data.stages.propose import make_layouts
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
-from anogen_data.synthesis.runner import RECORDS, chunk_batches, one_thread, run_synthesis
+from anogen_data.synthesis.runner import RECORDS, chunk_batches, die_with_parent, one_thread, run_synthesis, stop_workers
 
 RUN_CONFIG = "config.json"
 NOT_COMPARED = ("workers",)  # settings that never change the bytes, so a resume may change them
@@ -125,7 +126,8 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
     return select_layouts(layouts, config, "the proposal (propose.n)")
 
 
-def _init_proposer(proposer: LayoutProposer) -> None:
+def _init_proposer(proposer: LayoutProposer, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     one_thread()
     _PROPOSER["proposer"] = proposer
 
@@ -154,11 +156,16 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     try:
         first = proposer.goods[0]
         proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
-            for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
-                layouts.extend(done)
-                if on_progress:
-                    on_progress(len(done))
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer,
+                                 initargs=(proposer, os.getpid())) as pool:
+            try:
+                for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
+                    layouts.extend(done)
+                    if on_progress:
+                        on_progress(len(done))
+            except BaseException:
+                stop_workers(pool)
+                raise
     finally:
         cv2.setNumThreads(threads)
     return layouts

@@ -1,0 +1,104 @@
+"""Faults: worker processes die with a SIGKILLed parent; Ctrl-C prints one line naming the rerun."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _children(pid: int) -> set[int]:
+    """Live (non-zombie) processes whose parent is ``pid``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(condition, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _generate(demo_data_root: Path, out: Path, n: int) -> subprocess.Popen:
+    args = [sys.executable, "-m", "anogen_data.cli", "generate", "--data", str(demo_data_root), "--category", "demo",
+            "--n", str(n), "--workers", "2", "--backend", "cutpaste", "--no-export", "--out", str(out)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def test_workers_die_with_a_sigkilled_parent(demo_data_root, tmp_path):
+    proc = _generate(demo_data_root, tmp_path / "synth", 3000)
+    workers: set[int] = set()
+    try:
+        assert _wait(lambda: len(_children(proc.pid)) >= 2 or proc.poll() is not None, 120), "no workers started"
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _wait(lambda: not any(_alive(w) for w in workers), 10), "orphan workers outlived their parent"
+    finally:
+        for pid in [proc.pid, *workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.slow  # two CLI processes (~25 s on 2 cores)
+def test_ctrl_c_prints_one_line_naming_the_rerun_and_resume_finishes(demo_data_root, tmp_path):
+    out = tmp_path / "synth"
+    proc = _generate(demo_data_root, out, 400)
+    workers: set[int] = set()
+    records = tmp_path / "synth.partial" / "records.jsonl"
+    try:
+        started = lambda: (records.is_file() and records.read_text().count("\n") >= 1) or proc.poll() is not None  # noqa: E731
+        assert _wait(started, 120) and proc.poll() is None, "the run ended before it could be interrupted"
+        workers = _children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+    err = err.decode()
+    assert proc.returncode == 130
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("interrupted;") and "anogen-data generate" in lines[0] and lines[0].endswith("--resume")
+    assert _wait(lambda: not any(_alive(w) for w in workers), 10)
+    assert not out.exists() and records.is_file()
+    rerun = subprocess.run([sys.executable, "-m", "anogen_data.cli", *shlex.split(lines[0].split("anogen-data ", 1)[1])],
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (out / "records.jsonl").read_text().count("\n") == 400
+
+
+def test_interrupted_line_for_other_commands():
+    from anogen_data.cli.app import interrupted_line
+
+    assert interrupted_line(["index", "--out", "a b"]) == "interrupted; no output was written; rerun: anogen-data index --out 'a b'"
+    assert interrupted_line(["generate", "--n", "5", "--resume"]).endswith("anogen-data generate --n 5 --resume")
