@@ -162,6 +162,20 @@ def check_writable(target: Path) -> None:
         raise AnogenError(f"cannot write to {existing}: {exc.strerror}; choose a writable --out") from exc
 
 
+def check_output_dir(final: Path, *, force: bool = False) -> None:
+    """Before any work: what ``atomic_output_dir(final, force=force)`` would refuse at the end, now.
+
+    Raises:
+        AnogenError: ``final`` exists without ``force``, is not ours to replace, or cannot be written.
+    """
+    final = Path(final)
+    if final.exists() and not force:
+        raise AnogenError(f"{final} already exists; choose another --out or pass --force")
+    if final.exists():
+        check_replaceable(final)
+    check_writable(final.parent if final.exists() else final)  # the temporary sibling goes beside final
+
+
 @contextlib.contextmanager
 def atomic_output_dir(final: Path, *, force: bool = False, marker: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling folder that is renamed to ``final`` only when the block completes.

@@ -20,7 +20,7 @@ import numpy as np
 
 from anogen_data.config import BenchmarkConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir, sha256_file, write_json
+from anogen_data.files import atomic_output_dir, check_output_dir, sha256_file, write_json
 from anogen_data.records import IndexEntry, read_index
 
 
@@ -144,6 +144,7 @@ def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConf
     from anogen_data.detector.train import predict_maps
     from anogen_data.stages.train import resolve_device
 
+    check_output_dir(Path(out), force=force)
     device = resolve_device(config.device)
     model, meta = load_detector(Path(model_dir), device)
     entries = eval_entries(Path(index), meta.get("category"))

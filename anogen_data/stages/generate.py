@@ -33,7 +33,7 @@ from pathlib import Path
 
 from anogen_data.config import GenerateConfig, ProposeConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import sha256_file, write_marker
+from anogen_data.files import check_writable, sha256_file, write_marker
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
@@ -245,6 +245,7 @@ def run_generate(
     name = config.name or config.category
     if no_export and out.exists():
         raise AnogenError(f"{out} already exists; choose another --out (generate never overwrites)")
+    check_writable(out)  # before index, layouts and synthesis, not after
     entries = load_entries(config, index_file)
     backend = choose_backend(config, entries)
     get_backend(backend)  # import errors surface before any work

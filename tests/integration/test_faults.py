@@ -102,3 +102,40 @@ def test_interrupted_line_for_other_commands():
 
     assert interrupted_line(["index", "--out", "a b"]) == "interrupted; no output was written; rerun: anogen-data index --out 'a b'"
     assert interrupted_line(["generate", "--n", "5", "--resume"]).endswith("anogen-data generate --n 5 --resume")
+
+
+WRITERS = {  # command -> args before --out; inputs need not exist: --out is checked before anything is read
+    "filter": lambda i: ["filter", "--records", i / "records.jsonl", "--index", i / "index.jsonl"],
+    "train": lambda i: ["train", i / "v1"],
+    "generate": lambda i: ["generate", "--n", "2"],
+    "generate --no-export": lambda i: ["generate", "--n", "2", "--no-export"],
+    "quality": lambda i: ["quality", i / "v1", "--index", i / "index.jsonl"],
+}
+
+
+def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    targets = [(blocker / "out", "is a file")]
+    if Path("/sys").is_dir():  # not writable even by root (CI runs as root, so chmod 0555 proves nothing)
+        try:
+            os.rmdir(__import__("tempfile").mkdtemp(dir="/sys"))
+        except OSError:
+            targets.append((Path("/sys/anogen-out"), "cannot write"))
+    return targets
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
+def test_unwritable_out_is_refused_before_the_work(run_cli, monkeypatch, tmp_path, command):
+    import anogen_data.stages.generate as generate_stage
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(generate_stage, "load_entries", no_work)
+    for out, needle in _unwritable_targets(tmp_path):
+        target = out / "quality.json" if command == "quality" else out
+        code, _, err = run_cli(*WRITERS[command](tmp_path), "--out", target)
+        assert code == 1 and needle in err and len(err.strip().splitlines()) == 1, (out, err)
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
