@@ -139,3 +139,48 @@ def test_unwritable_out_is_refused_before_the_work(run_cli, monkeypatch, tmp_pat
         assert code == 1 and needle in err and len(err.strip().splitlines()) == 1, (out, err)
         assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def _bad_modes(root: Path, mask: int) -> list[str]:
+    """Every folder/file under ``root`` whose mode is not what mkdir/open give under ``mask``."""
+    bad = []
+    for path in [root, *root.rglob("*")]:
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        if (path.stat().st_mode & 0o777) != expected:
+            bad.append(f"{path.relative_to(root)} {oct(path.stat().st_mode & 0o777)}")
+    return bad
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o007])
+def test_every_output_follows_the_umask(run_cli, demo_data_root, tmp_path, mask):
+    saved = os.umask(mask)
+    try:
+        out = tmp_path / "out"
+        steps = [("index", "--data", demo_data_root, "--category", "demo", "--out", out / "index"),
+                 ("generate", "--index", out / "index/index.jsonl", "--n", 3, "--backend", "cutpaste",
+                  "--no-export", "--out", out / "synth"),
+                 ("export", "--index", out / "index/index.jsonl", "--records", out / "synth/records.jsonl",
+                  "--out", out / "datasets"),
+                 ("generate", "--index", out / "index/index.jsonl", "--n", 2, "--backend", "cutpaste",
+                  "--out", out / "datasets", "--name", "oneshot")]
+        for args in steps:
+            code, _, err = run_cli(*args)
+            assert code == 0, (args[0], err)
+    finally:
+        os.umask(saved)
+    assert (out / "datasets/demo/v1/hf").is_dir() and (out / "datasets/oneshot/v1").is_dir()
+    assert _bad_modes(out, mask) == []  # 0700/0600 (mkdtemp/mkstemp) anywhere fails
+
+
+def test_verify_cli_catches_a_hand_edit_of_the_manifest(run_cli, demo_index, tmp_path):
+    import json
+
+    code, _, err = run_cli("export", "--index", demo_index, "--out", tmp_path / "datasets", "--name", "d")
+    assert code == 0, err
+    version = tmp_path / "datasets/d/v1"
+    assert run_cli("verify", version)[0] == 0
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["lineage"]["index_file"] = "somewhere/else/index.jsonl"  # files untouched, the record rewritten
+    (version / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    code, out, err = run_cli("verify", version)
+    assert code == 1 and "manifest.json" in out + err
