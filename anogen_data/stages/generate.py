@@ -251,8 +251,10 @@ def run_generate(
     get_backend(backend)  # import errors surface before any work
     state = _process_state(backend)
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
-    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
     work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
+    if rank == 0 and work.exists() and not resume:  # a killed run's folder: say so before proposing layouts
+        raise AnogenError(f"{work} holds an interrupted run; pass --resume to continue it or delete the folder")
+    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
     run_config = {**used_config(config, index_file, layouts_file, no_export), "backend": backend,
                   "index_file": None if index_file is None else str(index_file),
                   "layouts_file": None if layouts_file is None else str(layouts_file)}

@@ -49,16 +49,21 @@ def _generate(demo_data_root: Path, out: Path, n: int) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def test_workers_die_with_a_sigkilled_parent(demo_data_root, tmp_path):
+@pytest.mark.slow  # a CLI process proposing 3000 layouts before its synthesis workers start (~20 s on 2 cores)
+def test_workers_die_with_a_sigkilled_parent(run_cli, demo_data_root, tmp_path):
     proc = _generate(demo_data_root, tmp_path / "synth", 3000)
     workers: set[int] = set()
     try:
-        assert _wait(lambda: len(_children(proc.pid)) >= 2 or proc.poll() is not None, 120), "no workers started"
+        records = tmp_path / "synth.partial" / "records.jsonl"  # synthesis (not only the proposal) under way
+        assert _wait(lambda: (records.is_file() and len(_children(proc.pid)) >= 2) or proc.poll() is not None, 120)
         assert proc.poll() is None, proc.communicate()[1].decode()
         workers = _children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert _wait(lambda: not any(_alive(w) for w in workers), 10), "orphan workers outlived their parent"
+        code, _, err = run_cli("generate", "--data", demo_data_root, "--category", "demo", "--n", 3000, "--workers", 2,
+                               "--backend", "cutpaste", "--no-export", "--out", tmp_path / "synth")
+        assert code == 1 and "synth.partial holds an interrupted run; pass --resume" in err  # the next run says so
     finally:
         for pid in [proc.pid, *workers]:
             try:
