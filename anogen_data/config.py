@@ -3,14 +3,19 @@
 Precedence: dataclass defaults < the stage's section of ``params.yaml`` (``--params``) < CLI flags.
 Unknown keys raise naming the key. Each stage writes its resolved config as ``config.json`` beside
 its output, so every artefact says how it was made.
+
+Configs nest instead of copying fields: a field whose type is another stage's config (``GenerateConfig``
+holds ``index``, ``propose`` and ``export``) is resolved from that stage's own section, so the one-shot
+``generate`` reads the very settings the staged DVC run (index -> propose -> generate -> export) reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -94,25 +99,41 @@ class ProposeConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """``generate``: synthesise anomalies on good images (index -> propose -> synthesise -> export)."""
+    """``generate``: synthesise anomalies on good images (index -> propose -> synthesise -> export).
 
-    category: str = "demo"
-    data: str = "demo"  # data root in MVTec layout; "demo" renders the built-in demo category
+    The one-shot run's index, layouts and version follow the nested ``index``, ``propose`` and
+    ``export`` configs, resolved from their own params.yaml sections (``resolve_generate_config`` links
+    the shared keys), so it makes the same bytes as the staged run on the same params.yaml.
+    """
+
     n: int = 100  # synthetic samples
     backend: str = "auto"  # auto: paste when the category has real learn shots, else perlin
-    defect: str | None = None
+    defect: str | None = None  # only this defect type (layouts of other types are skipped)
     seed: int = 0
     workers: int = 1  # processes; per-sample seeds make the bytes identical for any count
     out: str = "datasets"
     name: str | None = None  # dataset name; None = the category
-    foreground: str = "auto"
-    shape: str = "auto"
-    placement: str = "auto"  # as ProposeConfig.placement (used when generate proposes the layouts itself)
     model: str | None = None  # diffusion backends: hub id, local folder or "tiny"
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 1
     options: dict[str, Any] | None = None  # backend-specific parameters, e.g. {"paste": {"feather": 0.15}}
+    index: IndexConfig = field(default_factory=IndexConfig)  # the real data and split (when no --index)
+    propose: ProposeConfig = field(default_factory=ProposeConfig)  # the layouts (when no --layouts)
+    export: ExportConfig = field(default_factory=ExportConfig)  # the dataset version (unless --no-export)
+
+    MOVED: ClassVar[dict[str, str]] = {  # keys that used to be copies in the generate section
+        "category": "the --category flag (or index.category)", "data": "index.data",
+        "foreground": "propose.foreground", "shape": "propose.shape", "placement": "propose.placement",
+    }
+
+    @property
+    def category(self) -> str:
+        return self.index.category
+
+    @property
+    def data(self) -> str:
+        return self.index.data
 
 
 @dataclass(frozen=True)
@@ -201,27 +222,66 @@ def load_params_section(params_file: Path | None, section: str) -> dict[str, Any
     return section_values
 
 
+def _nested_fields(cls) -> dict[str, type]:
+    """{field name: config class} of the fields of ``cls`` that are configs themselves."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+
+
 def resolve_config(cls: type[C], params_file: Path | None, section: str, overrides: dict[str, Any]) -> C:
     """Build ``cls`` from defaults < ``params_file[section]`` < ``overrides`` (None means "not given").
+
+    A nested config field (e.g. ``GenerateConfig.index``) is resolved the same way from its own
+    top-level section (``index:``), with ``overrides[<field>]`` (a dict) as its flags.
 
     Raises:
         AnogenError: a key in the params section or the overrides is not a field of ``cls``.
     """
+    nested = _nested_fields(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     from_file = load_params_section(params_file, section)
+    moved = getattr(cls, "MOVED", {})
     for key, value in from_file.items():
+        if key in nested:
+            raise AnogenError(f"{params_file}: '{section}.{key}' is not a key; {key} settings live in the "
+                              f"top-level '{key}:' section")
         if key not in names:
+            hint = f"; it moved to {moved[key]}" if key in moved else ""
             raise AnogenError(
-                f"{params_file}: unknown key '{section}.{key}'; valid keys: {', '.join(sorted(names))}"
+                f"{params_file}: unknown key '{section}.{key}'{hint}; valid keys: "
+                f"{', '.join(sorted(names - set(nested)))}"
             )
         values[key] = value
     for key, value in overrides.items():
         if key not in names:
             raise AnogenError(f"unknown option '{key}' for {section}; valid keys: {', '.join(sorted(names))}")
-        if value is not None:
+        if value is not None and key not in nested:
             values[key] = value
+    for key, sub in nested.items():
+        values[key] = resolve_config(sub, params_file, key, overrides.get(key) or {})
     return cls(**values)
+
+
+def resolve_generate_config(params_file: Path | None, overrides: dict[str, Any], *,
+                            index: dict[str, Any] | None = None, propose: dict[str, Any] | None = None) -> GenerateConfig:
+    """``GenerateConfig`` with its nested sections linked as the staged run links them.
+
+    - ``index`` / ``propose``: flags of those sections (``--category``, ``--data``; ``--foreground``,
+      ``--shape``, ``--placement``); ``overrides`` are the generate flags.
+    - ``--seed`` (``overrides["seed"]``) seeds every section; without it each section keeps its own.
+    - ``--defect`` also restricts the proposal; ``propose.defect`` otherwise defaults to ``generate.defect``.
+    - ``propose.n``: as set in the propose section (the staged run proposes that many and generate
+      takes the first n), raised to ``n`` when smaller; ``n`` when the section does not set it.
+    """
+    seed, defect = overrides.get("seed"), overrides.get("defect")
+    config = resolve_config(GenerateConfig, params_file, "generate", {
+        **overrides, "index": {**(index or {}), "seed": seed}, "propose": {**(propose or {}), "seed": seed, "defect": defect},
+    })
+    section = load_params_section(params_file, "propose")
+    n = max(config.propose.n, config.n) if "n" in section else config.n
+    chosen = config.propose.defect if section.get("defect") is not None or defect is not None else config.defect
+    return dataclasses.replace(config, propose=dataclasses.replace(config.propose, n=n, defect=chosen))
 
 
 def config_to_dict(config) -> dict[str, Any]:

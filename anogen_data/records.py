@@ -30,6 +30,8 @@ class Sample:
         defect_type: "good" for good images, else the defect folder name.
         mask_path: absolute mask path for anomalies, None for good images.
         width, height: image size in pixels.
+        sha256: hex sha256 of the image file's bytes ("" in indexes written before it was recorded);
+            the index drops an eval image byte-identical to a train/learn one (``data.split``).
     """
 
     path: str
@@ -39,6 +41,7 @@ class Sample:
     mask_path: str | None
     width: int
     height: int
+    sha256: str = field(default="", kw_only=True)  # keyword-only: positional Sample/IndexEntry calls keep working
 
 
 @dataclass(frozen=True)

@@ -82,11 +82,11 @@ def busy_others(seconds: float = 2.0) -> int:
 
 def throughput(entries, backend: str, n: int, workers: int) -> tuple[float, float]:
     """(images/s, CPU seconds of this process and its workers) of run_synthesis for ``n`` samples."""
-    from anogen_data.config import GenerateConfig
+    from anogen_data.config import resolve_generate_config
     from anogen_data.stages.generate import load_layouts, make_context
     from anogen_data.synthesis.runner import run_synthesis
 
-    config = GenerateConfig(n=n, backend=backend, category=entries[0].category)
+    config = resolve_generate_config(None, {"n": n, "backend": backend}, index={"category": entries[0].category})
     layouts = load_layouts(config, backend, entries, None, None)
     context = make_context(config, backend, entries, None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,11 +97,11 @@ def throughput(entries, backend: str, n: int, workers: int) -> tuple[float, floa
 
 def end_to_end(n: int, workers: int) -> tuple[float, float]:
     """(images/s, CPU seconds) of the whole ``generate --category demo --backend perlin --no-export``."""
-    from anogen_data.config import GenerateConfig
+    from anogen_data.config import resolve_generate_config
     from anogen_data.stages.generate import run_generate
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = GenerateConfig(category="demo", n=n, backend="perlin", workers=workers, out=f"{tmp}/o")
+        config = resolve_generate_config(None, {"n": n, "backend": "perlin", "workers": workers, "out": f"{tmp}/o"})
         start, cpu = time.perf_counter(), _cpu_seconds()
         run_generate(config, no_export=True)
         return n / (time.perf_counter() - start), _cpu_seconds() - cpu

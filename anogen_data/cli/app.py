@@ -7,6 +7,7 @@ thin: check options, resolve the config, call one function in ``anogen_data.stag
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -64,12 +66,35 @@ def _root(
 ) -> None:
     if debug:
         os.environ["ANOGEN_DEBUG"] = "1"
+    from anogen_data.files import set_command_name
+
+    set_command_name(f"anogen-data {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "anogen-data")
+
+
+class _StderrLines(logging.Handler):
+    """Library warnings (a dropped duplicate, a removed stale folder) as one ``warning: ...`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"{record.levelname.lower()}: {record.getMessage()}\n")
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def _warnings_to_stderr() -> None:
+    logger = logging.getLogger("anogen_data")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        handler = _StderrLines(logging.WARNING)
+        logger.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit 1; usage errors exit 2."""
     from anogen_data.errors import AnogenError
 
+    _warnings_to_stderr()
+
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="anogen-data")
     except AnogenError as exc:
@@ -78,5 +103,34 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(1)
     except KeyboardInterrupt:
-        typer.secho("interrupted; nothing was written", err=True)
+        typer.secho(interrupted_line(args), err=True)
         sys.exit(130)
+    except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
+        if exc.code == 130 and _from_interrupt(exc):
+            typer.secho(interrupted_line(args), err=True)
+        raise
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def interrupted_line(args: list[str]) -> str:
+    """The one line Ctrl-C prints: what was kept and the command to rerun."""
+    import shlex
+
+    words = [str(a) for a in args]
+    command = next((w for w in words if not w.startswith("-")), "")
+    if command == "generate":
+        resume = words if "--resume" in words else [*words, "--resume"]
+        return ("interrupted; finished samples are kept in the .partial folder; continue with: "
+                f"{shlex.join(['anogen-data', *resume])}")
+    if command == "push":
+        return f"interrupted; rerun: {shlex.join(['anogen-data', *words])}"
+    return f"interrupted; no output was written; rerun: {shlex.join(['anogen-data', *words])}"

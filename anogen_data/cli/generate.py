@@ -108,6 +108,9 @@ def generate_command(
 ) -> None:
     """Make synthetic anomalies on good images and write a dataset version (index -> propose -> synthesise -> export).
 
+    With --params every section it runs applies (index, propose, generate, export): the one-shot run makes
+    the bytes of the staged DVC run. The category comes from --index when --category is not given.
+
     Usage:
 
       anogen-data generate --category demo --n 100
@@ -118,16 +121,18 @@ def generate_command(
 
       accelerate launch --num_processes 8 -m anogen_data.cli generate --category bottle --data /data/mvtec --n 800 --backend anogen --concepts runs/bottle/concepts
     """
-    from anogen_data.config import GenerateConfig, resolve_config
-    from anogen_data.stages.generate import run_generate
+    from anogen_data.config import resolve_generate_config
+    from anogen_data.stages.generate import index_file_category, run_generate
 
     overrides = {
-        "category": category, "n": n, "data": data, "backend": backend, "defect": defect, "seed": seed,
-        "workers": workers, "out": None if out is None else str(out), "name": name, "model": model,
-        "device": device, "dtype": dtype, "batch_size": batch_size, "foreground": foreground, "shape": shape,
-        "placement": placement,
+        "n": n, "backend": backend, "defect": defect, "seed": seed, "workers": workers,
+        "out": None if out is None else str(out), "name": name, "model": model, "device": device, "dtype": dtype,
+        "batch_size": batch_size,
     }
-    config = resolve_config(GenerateConfig, params, "generate", overrides)
+    if category is None and index is not None:
+        category = index_file_category(index)  # the dataset is named after the indexed category, not "demo"
+    config = resolve_generate_config(params, overrides, index={"category": category, "data": data},
+                                     propose={"foreground": foreground, "shape": shape, "placement": placement})
     if config.n < 1:
         from anogen_data.errors import AnogenError
 

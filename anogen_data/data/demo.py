@@ -28,6 +28,7 @@ import numpy as np
 
 from anogen_data.data.image_io import write_png
 from anogen_data.errors import AnogenError
+from anogen_data.files import follow_umask
 
 CATEGORY = "demo"
 DEFECTS = ("scratch", "spot", "crack")
@@ -187,6 +188,7 @@ def demo_root(cache: Path | None = None) -> Path:
     try:
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=base))
+        follow_umask(tmp)
     except OSError as exc:
         raise AnogenError(
             f"cannot write the demo category into {base} ({exc.strerror}); set ANOGEN_CACHE to a writable folder"

@@ -2,7 +2,8 @@
 
 Images: numpy uint8 (H, W, 3) RGB. Grayscale files become 3 equal channels; 16-bit files are scaled
 to 8 bits. Masks: numpy uint8 (H, W) with values {0, 255}, 255 = defect; anti-aliased masks are
-thresholded at > 127.
+thresholded at > 127. A mask's alpha channel is never read as defect: an RGBA (or grey + alpha) mask
+uses its colour channels only, so an opaque alpha does not turn the whole image into a defect.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a mask file as uint8 (H, W) in {0, 255}; any channel > 127 counts as defect."""
+    """Read a mask file as uint8 (H, W) in {0, 255}; any colour channel > 127 counts as defect (alpha never does)."""
     mask = _imread(path, cv2.IMREAD_UNCHANGED)
     if mask.dtype == np.uint16:
         mask = (mask >> 8).astype(np.uint8)
     if mask.ndim == 3:
-        mask = mask.max(axis=2)
+        colour = mask[:, :, :3] if mask.shape[2] == 4 else mask[:, :, :1] if mask.shape[2] == 2 else mask
+        mask = colour.max(axis=2)
     return np.where(mask > 127, 255, 0).astype(np.uint8)
 
 

@@ -17,7 +17,8 @@ Variants read as well (see ``../shared/data/README.md``): ``.jpg``/``.png``/``.b
 masks named ``<stem>_mask.<ext>`` or ``<stem>.<ext>``, grayscale/RGB/16-bit files, non-square images,
 anti-aliased masks (thresholded at > 127 by ``image_io.read_mask``).
 
-Every image is decoded once, so a corrupt file fails here with its name, not deep inside a stage.
+Every image is decoded once, so a corrupt file fails here with its name, not deep inside a stage, and
+hashed (sha256), so the split can keep byte-identical files out of the eval set.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from anogen_data.data.image_io import IMAGE_SUFFIXES, image_size
 from anogen_data.errors import AnogenError
+from anogen_data.files import sha256_file
 from anogen_data.records import Sample
 
 GOOD = "good"
@@ -228,5 +230,5 @@ def _make_sample(job: tuple[Path, str, str, str, Path | None]) -> Sample:
             )
     return Sample(
         path=str(path), split=split, label=label, defect_type=defect,
-        mask_path=None if mask is None else str(mask), width=width, height=height,
+        mask_path=None if mask is None else str(mask), width=width, height=height, sha256=sha256_file(path),
     )

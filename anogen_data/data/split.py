@@ -9,12 +9,16 @@
 
 ``train/good`` is always role "train", ``test/good`` always "eval"; training anomalies of a re-read
 dataset version (its ``synthetic/`` tree, or ``train/<defect>`` in the older layout) are "train".
-Learn and eval never overlap.
+Learn and eval never overlap, not even by content: an eval image whose bytes (sha256) equal a train or
+learn image's is dropped from the index with one warning line naming both files (KolektorSDD ships
+``test/crack/000.jpg`` = ``025.jpg``; the learn copy is kept, so the detector is never scored on an
+image it or the generator has seen). Duplicates inside the eval split are kept (no leak).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import zlib
 from collections import defaultdict
@@ -27,6 +31,7 @@ from anogen_data.errors import AnogenError
 from anogen_data.records import IndexEntry, Sample
 
 PROTOCOLS = ("first-third", "random-k")
+log = logging.getLogger(__name__)
 
 
 def _defect_seed(seed: int, defect: str) -> np.random.Generator:
@@ -102,10 +107,27 @@ def build_index(
         for defect, names in real.items()
     }
     fields = [f.name for f in dataclasses.fields(Sample)]
-    return [
+    entries = [
         IndexEntry(**{name: getattr(sample, name) for name in fields}, role=_role(sample, learn), category=category)
         for sample in samples
     ]
+    return drop_eval_duplicates(entries)
+
+
+def drop_eval_duplicates(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
+    """``entries`` without the eval rows whose sha256 equals a train or learn row's (one warning each).
+
+    Rows without a hash ("") are never dropped.
+    """
+    seen = {e.sha256: (e.path, e.role) for e in entries if e.role != "eval" and e.sha256}
+    kept = []
+    for entry in entries:
+        twin = seen.get(entry.sha256) if entry.role == "eval" and entry.sha256 else None
+        if twin is None:
+            kept.append(entry)
+            continue
+        log.warning("dropped eval image %s: byte-identical to %s image %s (kept there)", entry.path, twin[1], twin[0])
+    return kept
 
 
 def role_counts(entries: Sequence[IndexEntry]) -> dict[str, dict[str, int]]:

@@ -1,7 +1,8 @@
 """Stage ``benchmark``: a trained detector on the index's held-out real images; metrics, PR curves, PNG.
 
 Only index rows with role "eval" are read (real test/good and the real anomalies that no concept,
-layout or paste saw); an eval image that is also a learn shot is refused. Each image is letterboxed
+layout or paste saw); an eval image that is also a learn shot is refused, by path and by content (the
+sha256 of the files on disk, not the index's word for it). Each image is letterboxed
 into the model's canvas like in training, and the score map is cropped back to the image content, so
 non-square images are scored unsquashed. Metrics: ``anogen_data.detector.metrics.evaluate`` (image and
 pixel AUROC/AP/F1-max, AUPRO at FPR 0.3; MVTec AD, Bergmann et al., IJCV 2021). The pixel- and
@@ -19,7 +20,7 @@ import numpy as np
 
 from anogen_data.config import BenchmarkConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir, sha256_file, write_json
+from anogen_data.files import atomic_output_dir, check_output_dir, sha256_file, write_json
 from anogen_data.records import IndexEntry, read_index
 
 
@@ -27,7 +28,8 @@ def eval_entries(index: Path, category: str | None = None) -> list[IndexEntry]:
     """The eval split of ``index`` (optionally one category), guarded against learn-shot leaks.
 
     Raises:
-        AnogenError: no eval rows, or an eval image that is also a learn shot (same file).
+        AnogenError: no eval rows, or an eval image that is also a learn shot (same file, or a file with
+            the same bytes: the files are hashed here, whatever the index says).
     """
     entries = read_index(Path(index))
     if category:
@@ -39,7 +41,21 @@ def eval_entries(index: Path, category: str | None = None) -> list[IndexEntry]:
         raise AnogenError(f"{index}: {leaked[0]} is both a learn shot and an eval image; re-run `anogen-data index`")
     if not evaluation:
         raise AnogenError(f"{index} has no role 'eval' rows to benchmark on; re-run `anogen-data index`")
+    _refuse_identical(index, [e for e in entries if e.role == "learn"], evaluation)
     return evaluation
+
+
+def _refuse_identical(index: Path, learn: list[IndexEntry], evaluation: list[IndexEntry]) -> None:
+    """Raise when an eval image's bytes equal a learn shot's (hashes the files themselves)."""
+    hashes = {}
+    for entry in learn:
+        if Path(entry.path).is_file():
+            hashes.setdefault(sha256_file(Path(entry.path)), entry.path)
+    for entry in evaluation:
+        twin = hashes.get(sha256_file(Path(entry.path))) if Path(entry.path).is_file() else None
+        if twin is not None:
+            raise AnogenError(f"{index}: eval image {entry.path} has the same bytes as learn shot {twin}; "
+                              "re-run `anogen-data index` (it drops such duplicates from eval)")
 
 
 def load_detector(model_dir: Path, device: str = "cpu"):
@@ -128,6 +144,7 @@ def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConf
     from anogen_data.detector.train import predict_maps
     from anogen_data.stages.train import resolve_device
 
+    check_output_dir(Path(out), force=force)
     device = resolve_device(config.device)
     model, meta = load_detector(Path(model_dir), device)
     entries = eval_entries(Path(index), meta.get("category"))

@@ -17,7 +17,7 @@ import numpy as np
 from anogen_data.config import FilterConfig, write_config
 from anogen_data.data.image_io import read_image
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir, write_json, write_jsonl
+from anogen_data.files import atomic_output_dir, check_output_dir, write_json, write_jsonl
 from anogen_data.filters.runner import FilterStack, decide, load_sample, pass_rates, resolve
 from anogen_data.records import IndexEntry, SynthRecord, read_records
 from anogen_data.stages.index import load_index_entries
@@ -81,8 +81,7 @@ def run_filter(config: FilterConfig, records_file: Path, index_file: Path, out: 
         AnogenError: missing/empty inputs, ids repeated, an image that does not match its source.
     """
     records_file, out = Path(records_file), Path(out)
-    if out.exists() and not force:
-        raise AnogenError(f"{out} already exists; choose another --out or pass --force")
+    check_output_dir(out, force=force)  # before minutes of scoring, not after
     records = read_records(records_file)
     if not records:
         raise AnogenError(f"{records_file} holds no records; run `anogen-data generate --no-export` first")

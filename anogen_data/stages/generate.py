@@ -21,25 +21,28 @@ one version (same bytes as one process), the others return None. One process: no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from anogen_data.config import GenerateConfig, IndexConfig, ProposeConfig, config_to_dict
+from anogen_data.config import GenerateConfig, ProposeConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import sha256_file
+from anogen_data.files import check_writable, sha256_file, write_marker
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
+from anogen_data.stages.export import index_category
 from anogen_data.stages.propose import make_layouts
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
-from anogen_data.synthesis.runner import RECORDS, chunk_batches, one_thread, run_synthesis
+from anogen_data.synthesis.runner import RECORDS, chunk_batches, die_with_parent, one_thread, run_synthesis, stop_workers
 
 RUN_CONFIG = "config.json"
 NOT_COMPARED = ("workers",)  # settings that never change the bytes, so a resume may change them
@@ -67,37 +70,64 @@ def choose_backend(config: GenerateConfig, entries: list[IndexEntry]) -> str:
     return name
 
 
+def index_file_category(index_file: Path) -> str:
+    """The category an ``index.jsonl`` holds (``generate --index F`` without ``--category`` takes it)."""
+    return index_category(load_index_entries(Path(index_file)), Path(index_file))
+
+
 def load_entries(config: GenerateConfig, index_file: Path | None) -> list[IndexEntry]:
-    """The index from ``index_file``, or built now from ``config.data``/``config.category``."""
-    if index_file is not None:
-        return load_index_entries(Path(index_file))
-    return index_entries(IndexConfig(data=config.data, category=config.category, seed=config.seed))
+    """The index from ``index_file``, or built now from ``config.index`` (as the ``index`` stage would).
+
+    Raises:
+        AnogenError: ``index_file`` holds another category than ``config.category``.
+    """
+    if index_file is None:
+        return index_entries(config.index)
+    entries = load_index_entries(Path(index_file))
+    held = index_category(entries, Path(index_file))
+    if held != config.category:
+        raise AnogenError(f"--category is '{config.category}' but {index_file} indexes category '{held}'; "
+                          "drop --category (it comes from --index) or pass the index of that category")
+    return entries
+
+
+def select_layouts(layouts: list[Layout], config: GenerateConfig, source: str) -> list[Layout]:
+    """The first ``config.n`` layouts (of ``config.defect`` when set), as the staged ``generate`` takes them."""
+    if config.defect is not None:
+        layouts = [x for x in layouts if x.defect_type == config.defect]
+    if len(layouts) < config.n:
+        what = f" of defect type '{config.defect}'" if config.defect else ""
+        raise AnogenError(f"{source} holds {len(layouts)} layouts{what} but --n is {config.n}; propose more (--n)")
+    return layouts[: config.n]
 
 
 def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry], layouts_file: Path | None,
                  progress: Progress | None) -> list[Layout]:
-    """The first ``config.n`` layouts of ``layouts_file``, or proposed now (perlin shapes for ``perlin``)."""
+    """The first ``config.n`` layouts of ``layouts_file``, or of ``config.propose`` proposed now.
+
+    Proposing here makes ``config.propose.n`` layouts and takes the first n, exactly as the staged run
+    (``propose`` then ``generate --layouts``) does. One exception: the perlin backend with
+    ``propose.shape: auto`` proposes Perlin shapes (DRAEM's masks) where the propose stage alone would
+    use the real learn-shot shapes.
+    """
     if config.n < 1:
         raise AnogenError(f"--n must be at least 1 (got {config.n})")
     if layouts_file is not None:
-        layouts = read_layouts(Path(layouts_file))
-        if config.defect is not None:
-            layouts = [x for x in layouts if x.defect_type == config.defect]
-        if len(layouts) < config.n:
-            what = f" of defect type '{config.defect}'" if config.defect else ""
-            raise AnogenError(f"{layouts_file} holds {len(layouts)} layouts{what} but --n is {config.n}; propose more (--n)")
-        return layouts[: config.n]
-    shape = "perlin" if (config.shape == "auto" and backend == "perlin") else config.shape
-    propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape,
-                            placement=config.placement, seed=config.seed)
-    advance = progress("propose", config.n) if progress else None
+        return select_layouts(read_layouts(Path(layouts_file)), config, str(layouts_file))
+    propose = config.propose
+    if propose.shape == "auto" and backend == "perlin":
+        propose = dataclasses.replace(propose, shape="perlin")
+    advance = progress("propose", propose.n) if progress else None
     category = entries[0].category or config.category
     if config.workers > 1 and backend in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
-        return propose_in_workers(propose, entries, category, config.workers, advance)
-    return make_layouts(propose, entries, category, advance)
+        layouts = propose_in_workers(propose, entries, category, config.workers, advance)
+    else:
+        layouts = make_layouts(propose, entries, category, advance)
+    return select_layouts(layouts, config, "the proposal (propose.n)")
 
 
-def _init_proposer(proposer: LayoutProposer) -> None:
+def _init_proposer(proposer: LayoutProposer, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     one_thread()
     _PROPOSER["proposer"] = proposer
 
@@ -126,11 +156,16 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     try:
         first = proposer.goods[0]
         proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
-            for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
-                layouts.extend(done)
-                if on_progress:
-                    on_progress(len(done))
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer,
+                                 initargs=(proposer, os.getpid())) as pool:
+            try:
+                for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
+                    layouts.extend(done)
+                    if on_progress:
+                        on_progress(len(done))
+            except BaseException:
+                stop_workers(pool)
+                raise
     finally:
         cv2.setNumThreads(threads)
     return layouts
@@ -147,6 +182,12 @@ def make_context(config: GenerateConfig, backend: str, entries: list[IndexEntry]
     )
 
 
+def used_config(config: GenerateConfig, index_file: Path | None, layouts_file: Path | None, no_export: bool) -> dict:
+    """``config`` as a dict without the nested sections this run does not use (given files replace them)."""
+    unused = {"index": index_file is not None, "propose": layouts_file is not None, "export": no_export}
+    return {k: v for k, v in config_to_dict(config).items() if not unused.get(k, False)}
+
+
 def _prepare_work(work: Path, run_config: dict, resume: bool) -> None:
     """Create ``work`` (or check that a resumed one was made with the same settings)."""
     saved = work / RUN_CONFIG
@@ -158,6 +199,7 @@ def _prepare_work(work: Path, run_config: dict, resume: bool) -> None:
         if changed:
             raise AnogenError(f"{work} was started with different settings ({', '.join(changed)}); resume with the same ones")
     work.mkdir(parents=True, exist_ok=True)
+    write_marker(work)  # --no-export turns work into the output folder: --force of other stages may replace it
     saved.write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -203,14 +245,18 @@ def run_generate(
     name = config.name or config.category
     if no_export and out.exists():
         raise AnogenError(f"{out} already exists; choose another --out (generate never overwrites)")
+    check_writable(out)  # before index, layouts and synthesis, not after
     entries = load_entries(config, index_file)
     backend = choose_backend(config, entries)
     get_backend(backend)  # import errors surface before any work
     state = _process_state(backend)
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
-    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
     work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
-    run_config = {**config_to_dict(config), "backend": backend, "index_file": None if index_file is None else str(index_file),
+    if rank == 0 and work.exists() and not resume:  # a killed run's folder: say so before proposing layouts
+        raise AnogenError(f"{work} holds an interrupted run; pass --resume to continue it or delete the folder")
+    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
+    run_config = {**used_config(config, index_file, layouts_file, no_export), "backend": backend,
+                  "index_file": None if index_file is None else str(index_file),
                   "layouts_file": None if layouts_file is None else str(layouts_file)}
     if rank == 0:
         _prepare_work(work, run_config, resume)
@@ -237,9 +283,12 @@ def _export(config: GenerateConfig, name: str, entries: list[IndexEntry], work: 
     lineage = {"generate_backend": run_config["backend"], "concepts_dir": None if concepts is None else str(concepts)}
     if index_file is not None:
         lineage.update(index_file=str(index_file), index_sha256=sha256_file(index_file))
+    nested = ("index", "propose", "export")
+    configs = {k: run_config[k] for k in nested[:2] if k in run_config}
+    configs["generate"] = {k: v for k, v in run_config.items() if k not in NOT_COMPARED + nested}
     version = write_version(
         Path(config.out), name, category=entries[0].category or config.category, index=entries,
-        records=read_records(work / RECORDS), records_dir=work, lineage=lineage, configs={"generate": {k: v for k, v in run_config.items() if k not in NOT_COMPARED}},
+        records=read_records(work / RECORDS), records_dir=work, lineage=lineage, configs=configs, config=config.export,
     )
     shutil.rmtree(work, ignore_errors=True)
     return version

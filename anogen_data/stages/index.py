@@ -12,7 +12,7 @@ from anogen_data.config import IndexConfig, write_config
 from anogen_data.data.mvtec import check_category_name, load_category
 from anogen_data.data.split import build_index
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir
+from anogen_data.files import atomic_output_dir, check_output_dir
 from anogen_data.records import IndexEntry, read_index, write_index
 
 DEMO = "demo"
@@ -63,6 +63,7 @@ def run_index(config: IndexConfig, out: Path, force: bool = False) -> Path:
     """
     out = Path(out)
     force = _check_out(out, force)
+    check_output_dir(out, force=force)
     entries = index_entries(config)
     with atomic_output_dir(out, force=force) as tmp:
         write_index(tmp / "index.jsonl", entries)

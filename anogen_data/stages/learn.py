@@ -19,7 +19,7 @@ import numpy as np
 
 from anogen_data.config import LearnConfig, write_config
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir, sha256_file, write_json
+from anogen_data.files import atomic_output_dir, check_output_dir, sha256_file, write_json
 from anogen_data.records import IndexEntry
 
 # method -> "module:function"; a learner is (components, shots, defect_type, config, folder, on_step) -> dict
@@ -127,6 +127,7 @@ def run_learn(config: LearnConfig, index_path: Path, out: Path, *, force: bool =
 
     learner = get_learner(config.method)
     index_path, out = Path(index_path), Path(out)
+    check_output_dir(out, force=force)  # before training, not after
     groups = learn_shots_by_defect(load_index_entries(index_path), index_path, config.defect)
     components = load_components(config.model, device=config.device, dtype=config.dtype, seed=config.seed)
     steps = getattr(config, f"{config.method}_steps", 0)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anogen_data.config import ProposeConfig, write_config
-from anogen_data.files import atomic_output_dir
+from anogen_data.files import atomic_output_dir, check_output_dir
 from anogen_data.layout.propose import propose_layouts
 from anogen_data.records import IndexEntry, Layout, write_layouts
 from anogen_data.stages.export import index_category
@@ -43,6 +43,7 @@ def run_propose(
     Raises:
         AnogenError: missing/empty index, ``n`` < 1, an unknown defect type, or an existing ``out``.
     """
+    check_output_dir(Path(out), force=force)
     entries = load_index_entries(Path(index_file))
     category = index_category(entries, Path(index_file))
     with atomic_output_dir(Path(out), force=force) as tmp:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from anogen_data.config import QualityConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import write_json
+from anogen_data.files import check_writable, follow_umask, write_json
 from anogen_data.filters.embed import Embedder
 from anogen_data.quality.report import Item, measure, quality_report
 from anogen_data.records import IndexEntry, read_records
@@ -51,6 +51,7 @@ def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_
     """Measure a version against the index's eval anomalies and write ``out_file`` (quality.json) atomically."""
     from rich.progress import Progress
 
+    check_writable(Path(out_file))  # before the backbone passes, not after
     generated = generated_items(Path(version_dir))
     real = real_eval_items(load_index_entries(Path(index_file)), Path(index_file))
     embedder = Embedder(config.batch_size)
@@ -65,6 +66,7 @@ def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     os.close(fd)
+    follow_umask(Path(tmp))  # mkstemp makes 0600; quality.json is shared like every other output
     try:
         write_json(Path(tmp), report)
         os.replace(tmp, out_file)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from anogen_data.config import TrainConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir, sha256_file, write_json
+from anogen_data.files import atomic_output_dir, check_output_dir, sha256_file, write_json
 
 MODELS = ("unet", "draem", "destseg")
 SYNTHESES = ("perlin", "cutpaste")
@@ -136,6 +136,7 @@ def run_train(
     from anogen_data.data.image_io import image_size
     from anogen_data.detector.data import canvas_for
 
+    check_output_dir(Path(out), force=force)  # before training, not after
     if config.model not in MODELS:
         raise AnogenError(f"unknown --model '{config.model}'; choose one of {', '.join(MODELS)}")
     if config.synthesis not in SYNTHESES:

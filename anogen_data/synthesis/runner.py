@@ -9,7 +9,8 @@ resumes from its records: the valid prefix of ``records.jsonl`` is kept, the res
 With workers the parent only hands out layouts and appends the returned rows: each worker process
 reads its own source images, synthesises and writes its own PNGs, a few batches per task (``chunk_batches``)
 so task hand-off stays small next to the work, with one OpenCV and one torch thread each so W workers
-use W cores without oversubscribing them.
+use W cores without oversubscribing them. Workers die with the parent (``die_with_parent``: no orphan
+keeps writing after a SIGKILL) and leave Ctrl-C to it.
 
 Backends: see ``anogen_data.synthesis`` (CutPaste, Li et al. CVPR 2021; DRAEM, Zavrtanik et al. ICCV
 2021; real-defect paste; AnoGen, Gui et al. ECCV 2024; DualAnoDiff, Jin et al. CVPR 2025).
@@ -76,6 +77,34 @@ def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path)
     return rows
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Make this worker process die with its parent and ignore Ctrl-C (the parent handles it).
+
+    On Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill the worker when the parent dies,
+    even by SIGKILL (otherwise orphaned workers keep writing into the ``.partial`` folder, then hang);
+    a parent that died before the call is caught by comparing ``getppid``. Ctrl-C reaches the whole
+    process group: workers ignore it, so the parent prints the one line and stops them.
+    """
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers now (on an error or Ctrl-C in the parent), instead of waiting for their tasks."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def one_thread() -> None:
     """One OpenCV thread and (when torch is loaded) one torch thread in this process: a worker's share of cores."""
     import cv2
@@ -86,7 +115,8 @@ def one_thread() -> None:
         torch.set_num_threads(1)
 
 
-def _init_worker(backend_name: str, context: SynthesisContext, out_dir: str) -> None:
+def _init_worker(backend_name: str, context: SynthesisContext, out_dir: str, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     one_thread()
     _WORKER["backend"] = get_backend(backend_name)(context)
     one_thread()  # again: the backend may have imported torch
@@ -190,13 +220,18 @@ def _run_batches(
     batches = list(_batches(todo, batch))
     per_task = chunk_batches(len(batches), batch, workers)
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(backend_name, context, str(out_dir))) as pool:
-            pending: deque[Future] = deque()
-            for start in range(0, len(batches), per_task):
-                pending.append(pool.submit(_worker_task, batches[start:start + per_task]))
-                if len(pending) >= 4 * workers:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(backend_name, context, str(out_dir), os.getpid())) as pool:
+            try:
+                pending: deque[Future] = deque()
+                for start in range(0, len(batches), per_task):
+                    pending.append(pool.submit(_worker_task, batches[start:start + per_task]))
+                    if len(pending) >= 4 * workers:
+                        yield pending.popleft().result()
+                while pending:
                     yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+            except BaseException:
+                stop_workers(pool)
+                raise
     finally:
         cv2.setNumThreads(threads)

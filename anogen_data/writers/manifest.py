@@ -4,6 +4,11 @@ Lineage says how the version was made: the sha256 of the source index (of its ca
 bytes, equal to ``sha256_file(index.jsonl)`` for an index written by ``records.write_index``), the
 sha256 of every learned concept file, the resolved configs of the stages, the package version, the git
 commit (when the package runs from a git checkout) and the seeds.
+
+The manifest also hashes itself: ``self_sha256`` is the sha256 of its canonical JSON (sorted keys, no
+whitespace, that key left out), so ``verify`` catches a hand edit of manifest.json too (a changed hash,
+lineage or creation time), not only edits of the files it lists. This guards against accidents and
+careless edits, not against someone who recomputes the hash (that would need a signature).
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ from anogen_data.records import IndexEntry, to_row
 
 MANIFEST = "manifest.json"
 FORMAT = "anogen-data/version/1"
+SELF_HASH = "self_sha256"
+
+
+def manifest_self_sha256(manifest: dict) -> str:
+    """sha256 of ``manifest``'s canonical JSON (sorted keys, compact, UTF-8) without its ``self_sha256``."""
+    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def index_sha256(index: Iterable[IndexEntry]) -> str:
@@ -72,8 +85,8 @@ def file_table(folder: Path) -> dict[str, dict]:
 
 
 def build_manifest(folder: Path, *, name: str, category: str, version: int, lineage: dict) -> dict:
-    """The manifest of a finished version folder (every file hashed)."""
-    return {
+    """The manifest of a finished version folder (every file hashed, then the manifest itself)."""
+    manifest = {
         "format": FORMAT,
         "name": name,
         "category": category,
@@ -84,10 +97,12 @@ def build_manifest(folder: Path, *, name: str, category: str, version: int, line
         "lineage": lineage,
         "files": file_table(folder),
     }
+    return {**manifest, SELF_HASH: manifest_self_sha256(manifest)}
 
 
 def verify_version(folder: Path) -> list[str]:
-    """Re-hash a version; returns one line per problem (changed, missing or unexpected file), [] when intact.
+    """Re-hash a version; returns one line per problem (changed, missing or unexpected file, or an edited
+    manifest.json), [] when intact.
 
     Raises:
         AnogenError: ``folder`` is not a version (no readable manifest.json).
@@ -97,11 +112,19 @@ def verify_version(folder: Path) -> list[str]:
     if not path.is_file():
         raise AnogenError(f"{path} does not exist; pass a dataset version folder such as datasets/<name>/v1")
     try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        recorded = manifest["files"]
+        recorded.items()
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise AnogenError(f"{path} is not a valid manifest ({exc}); the version cannot be verified") from exc
     actual = file_table(folder)
     problems = []
+    own = manifest.get(SELF_HASH)
+    if own is None:
+        problems.append(f"changed: {MANIFEST} (it has no {SELF_HASH}: edited, or written by an older anogen-data)")
+    elif own != manifest_self_sha256(manifest):
+        problems.append(f"changed: {MANIFEST} (edited after export: its content no longer matches its {SELF_HASH} "
+                        f"{str(own)[:12]})")
     for rel, meta in sorted(recorded.items()):
         if rel not in actual:
             problems.append(f"missing: {rel}")

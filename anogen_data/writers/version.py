@@ -233,7 +233,7 @@ def write_version(
     defect_types = defect_names([e.defect_type for e in index] + [r.defect_type for r in records])
     total = len(index) + len(records)
     dropped: list[tuple[ExportItem, str]] | None = [] if cfg.show_dropped and scores is not None else None
-    with atomic_output_dir(final) as tmp:
+    with atomic_output_dir(final, marker=False) as tmp:  # versions are never replaced: no --force marker
         _write_all(tmp, _Writers(tmp, name, category, number, cfg, defect_types), plan_items(
             category, index, records, records_dir, scores, cfg.include_learn, dropped), cfg, scores, full_lineage,
             total, dropped)

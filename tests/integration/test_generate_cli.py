@@ -153,3 +153,60 @@ def test_real_data_generate(run_cli, shared_data, tmp_path, folder, category, ba
     assert code == 0, err
     version = tmp_path / "ds" / category / "v1"
     assert len(read_records(version / "records.jsonl")) == 200 and (version / "contact_sheet.png").is_file()
+
+
+def _one_config(tmp_path: Path, data_root: Path) -> Path:
+    """A params.yaml whose every section differs from the defaults in a way that changes bytes."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"index:\n  data: {data_root}\n  protocol: random-k\n  shots: 1\n  seed: 3\n"
+        "propose:\n  n: 7\n  placement: free\n  seed: 2\n"
+        "generate:\n  n: 5\n  seed: 1\n  workers: 2\n"
+        "export:\n  include_learn: false\n  copy_png: false\n  png_compression: 0\n"
+    )
+    return params
+
+
+def test_one_shot_generate_equals_the_staged_run_byte_for_byte(run_cli, demo_data_root, tmp_path):
+    params = _one_config(tmp_path, demo_data_root)
+    p = ("--params", params)
+    assert run_cli("generate", "--category", "demo", "--out", tmp_path / "one", *p)[0] == 0
+    staged = tmp_path / "runs"
+    steps = [
+        ("index", "--data", demo_data_root, "--category", "demo", "--out", staged / "index", *p),
+        ("propose", "--index", staged / "index/index.jsonl", "--out", staged / "layouts", *p),
+        ("generate", "--category", "demo", "--index", staged / "index/index.jsonl", "--layouts",
+         staged / "layouts/layouts.jsonl", "--no-export", "--out", staged / "synth", *p),
+        ("export", "--index", staged / "index/index.jsonl", "--records", staged / "synth/records.jsonl",
+         "--out", tmp_path / "two", "--name", "demo", "--version", "1", *p),
+    ]
+    for args in steps:
+        code, _, err = run_cli(*args)
+        assert code == 0, (args[0], err)
+    one, two = tmp_path / "one/demo/v1", tmp_path / "two/demo/v1"
+    records = read_records(one / "records.jsonl")
+    assert len(records) == 5 and len(read_layouts(staged / "layouts/layouts.jsonl")) == 7
+    learn = [r for r in read_index_rows(staged / "index/index.jsonl") if r["role"] == "learn"]
+    assert len(learn) == 2  # index section used: random-k with 1 shot per defect type (first-third gives 4)
+    assert not list(one.glob("mvtec/demo/train/*/real_*"))  # export section used: include_learn false
+    _same_tree(one, two, skip=("manifest.json", "hf/README.md"))  # images, masks, records, COCO, parquet, stats
+    # (the manifest and the card differ only in lineage: creation time, which files the run read)
+    manifest = json.loads((one / "manifest.json").read_text())
+    assert manifest["lineage"]["configs"]["export"]["png_compression"] == 0
+    assert manifest["lineage"]["configs"]["propose"]["n"] == 7
+
+
+def read_index_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_category_comes_from_the_index(run_cli, make_mvtec, demo_index, tmp_path):
+    root = make_mvtec(category="widget", good=4, defects={"scratch": 3}, size=(48, 48))
+    assert run_cli("index", "--data", root, "--category", "widget", "--out", tmp_path / "idx")[0] == 0
+    index = tmp_path / "idx" / "index.jsonl"
+    code, _, err = run_cli("generate", "--index", index, "--n", 2, "--backend", "cutpaste", "--out", tmp_path / "ds")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["widget"]  # not datasets/demo holding widget images
+    code, _, err = run_cli("generate", "--index", index, "--category", "demo", "--n", 2, "--out", tmp_path / "ds2")
+    assert code == 1 and "indexes category 'widget'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ds2").exists()

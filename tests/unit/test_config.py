@@ -96,3 +96,34 @@ def test_every_params_yaml_key_carries_a_comment():
         if re.match(r"^\s*[A-Za-z_][\w-]*:\s*\S", line) and "#" not in line and not stripped.endswith("{}"):
             missing.append(f"params.yaml:{lineno}: {stripped}")
     assert not missing, "keys without a one-line reason:\n" + "\n".join(missing)
+
+
+def test_generate_config_nests_the_sections_it_runs(tmp_path):
+    from anogen_data.config import GenerateConfig, resolve_generate_config
+
+    params = _params(tmp_path, "index:\n  protocol: random-k\n  seed: 4\npropose:\n  n: 40\n  shape: perlin\n  seed: 2\n"
+                               "generate:\n  n: 10\n  seed: 1\nexport:\n  png_compression: 7\n")
+    config = resolve_generate_config(params, {})
+    assert (config.n, config.seed, config.index.protocol, config.index.seed) == (10, 1, "random-k", 4)
+    assert (config.propose.n, config.propose.shape, config.propose.seed) == (40, "perlin", 2)  # staged: takes 10 of 40
+    assert config.export.png_compression == 7 and config.category == "demo"
+    flags = resolve_generate_config(params, {"n": 50, "seed": 9, "defect": "spot"}, index={"category": "bottle"},
+                                    propose={"shape": "stroke"})
+    assert (flags.propose.n, flags.propose.seed, flags.index.seed, flags.seed) == (50, 9, 9, 9)  # n >= generate n
+    assert (flags.propose.defect, flags.propose.shape, flags.category) == ("spot", "stroke", "bottle")
+    unset = resolve_generate_config(_params(tmp_path, "generate:\n  n: 3\n  defect: crack\n"), {})
+    assert (unset.propose.n, unset.propose.defect) == (3, "crack")  # no propose.n: propose exactly n
+    assert resolve_generate_config(None, {}) == GenerateConfig()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("generate:\n  shape: perlin\n", "unknown key 'generate.shape'; it moved to propose.shape"),
+    ("generate:\n  category: bottle\n", "it moved to the --category flag"),
+    ("generate:\n  propose:\n    n: 3\n", "'generate.propose' is not a key; propose settings live in the top-level"),
+    ("generate:\n  n: 3\npropose:\n  sead: 1\n", "unknown key 'propose.sead'"),
+])
+def test_generate_config_names_moved_and_nested_keys(tmp_path, text, needle):
+    from anogen_data.config import resolve_generate_config
+
+    with pytest.raises(AnogenError, match=re.escape(needle)):
+        resolve_generate_config(_params(tmp_path, text), {})

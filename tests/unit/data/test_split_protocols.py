@@ -92,3 +92,38 @@ def test_rebuilding_from_index_entries_gives_the_same_index():
     samples = [_sample(f"{i}.png") for i in range(5)] + [_sample("g.png", split="train", defect="good")]
     first = build_index(samples, category="c", protocol="random-k", shots=2, seed=1)
     assert build_index(first, category="c", protocol="random-k", shots=2, seed=1) == first
+
+
+def test_index_hashes_images_and_drops_eval_twins_of_learn_and_train(make_mvtec, caplog):
+    import shutil
+
+    from anogen_data.data.mvtec import load_category
+    from anogen_data.files import sha256_file
+
+    root = make_mvtec(defects={"spot": 6}, good=3, test_good=2)
+    cat = root / "widget"
+    shutil.copyfile(cat / "test/spot/000.png", cat / "test/spot/005.png")  # 000 learns (first third), 005 is eval
+    shutil.copyfile(cat / "train/good/001.png", cat / "test/good/001.png")  # a test/good twin of train/good
+    entries = build_index(load_category(root, "widget"), category="widget")
+    assert all(e.sha256 == sha256_file(e.path) for e in entries)
+    names = {(e.role, Path(e.path).parent.name, Path(e.path).name) for e in entries}
+    assert ("learn", "spot", "000.png") in names and not any(n[2] == "005.png" and n[1] == "spot" for n in names)
+    assert ("eval", "good", "001.png") not in names and ("eval", "good", "000.png") in names
+    assert len(entries) == 3 + 2 + 6 - 2
+    messages = [r.getMessage() for r in caplog.records if "dropped eval image" in r.getMessage()]
+    assert len(messages) == 2 and any("005.png" in m and "learn image" in m and "000.png" in m for m in messages)
+
+
+def test_kolektorsdd_duplicates_stay_out_of_eval(shared_data, caplog):
+    from anogen_data.data.mvtec import load_category
+
+    root = shared_data / "kolektorsdd"
+    if not (root / "kolektorsdd" / "test" / "crack" / "025.jpg").is_file():
+        pytest.skip("KolektorSDD not in ../shared/data")
+    entries = build_index(load_category(root, "kolektorsdd"), category="kolektorsdd")
+    crack = {Path(e.path).name: e.role for e in entries if e.defect_type == "crack"}
+    assert crack["000.jpg"] == "learn" and "025.jpg" not in crack  # 025 = 000 (a learn shot): dropped from eval
+    assert crack["026.jpg"] == crack["033.jpg"] == "eval"  # 026 = 033, both eval: no leak, both kept
+    learn = {e.sha256 for e in entries if e.role in ("learn", "train")}
+    assert not learn & {e.sha256 for e in entries if e.role == "eval"}
+    assert any("025.jpg" in r.getMessage() and "000.jpg" in r.getMessage() for r in caplog.records)

@@ -45,3 +45,17 @@ def test_eval_images_are_letterboxed_and_cropped_back(demo_index):
     assert all(m.shape == (32, 32) for m in cropped) and scores == [0.0, 0.0, 0.0]
     assert Path(evaluation[0].path).is_file() and isinstance(labels[0], int)
     assert np.all(np.isin(masks[-1], (0, 255)))
+
+
+def test_an_eval_image_with_a_learn_shots_bytes_is_refused(demo_index, tmp_path):
+    import shutil
+
+    entries = read_index(demo_index)
+    shot = next(e for e in entries if e.role == "learn")
+    copy = tmp_path / "renamed_copy.png"
+    shutil.copyfile(shot.path, copy)  # another path, same bytes: a path comparison misses it
+    leaked = tmp_path / "index.jsonl"
+    write_index(leaked, entries + [dataclasses.replace(shot, path=str(copy), role="eval", sha256="")])
+    with pytest.raises(AnogenError, match="same bytes as learn shot") as info:
+        eval_entries(leaked)
+    assert str(copy) in str(info.value) and shot.path in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import os
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ def test_workers_run_one_opencv_and_one_torch_thread(setup, tmp_path):
     cv2.setNumThreads(1)
     cv2.setNumThreads(2)
     try:
-        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path))) as pool:
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path), os.getpid())) as pool:
             assert pool.submit(_thread_counts).result() == (1, 1)
     finally:
         cv2.setNumThreads(threads)

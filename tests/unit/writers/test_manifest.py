@@ -10,7 +10,7 @@ import pytest
 from anogen_data.errors import AnogenError
 from anogen_data.files import sha256_file
 from anogen_data.records import write_index
-from anogen_data.writers.manifest import concept_hashes, index_sha256, verify_version
+from anogen_data.writers.manifest import concept_hashes, index_sha256, manifest_self_sha256, verify_version
 from anogen_data.writers.version import write_version
 
 
@@ -68,3 +68,39 @@ def test_verify_needs_a_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{")
     with pytest.raises(AnogenError, match="not a valid manifest"):
         verify_version(tmp_path)
+
+
+@pytest.mark.parametrize("edit", ["hash", "lineage", "created", "drop_self_hash", "add_key"])
+def test_verify_catches_an_edit_of_the_manifest_itself(written, tmp_path, edit):
+    copy = tmp_path / "v1"
+    shutil.copytree(written.folder, copy)
+    path = copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["self_sha256"] == manifest_self_sha256(manifest)
+    (path.with_name("indented.json")).write_text(json.dumps(manifest, indent=4))  # whitespace is not content
+    shutil.move(path.with_name("indented.json"), path)
+    assert verify_version(copy) == []
+    if edit == "hash":  # a recorded size changed by hand
+        manifest["files"]["stats.json"]["size"] += 1
+    elif edit == "lineage":
+        manifest["lineage"]["seeds"] = {"generate": 99}
+    elif edit == "created":
+        manifest["created"] = "2020-01-01T00:00:00+00:00"
+    elif edit == "drop_self_hash":
+        del manifest["self_sha256"]
+    else:
+        manifest["note"] = "looks fine"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    problems = verify_version(copy)
+    assert problems and problems[0].startswith("changed: manifest.json")
+    assert all("manifest.json" in p or "stats.json" in p for p in problems)
+
+
+def test_verify_refuses_a_manifest_whose_files_are_a_list(written, tmp_path):
+    copy = tmp_path / "v1"
+    shutil.copytree(written.folder, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"] = list(manifest["files"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AnogenError, match="not a valid manifest"):
+        verify_version(copy)
