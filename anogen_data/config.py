@@ -194,7 +194,9 @@ def load_params_section(params_file: Path | None, section: str) -> dict[str, Any
     try:
         params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise AnogenError(f"{path} is not valid YAML: {exc}") from exc
+        raise AnogenError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(params, dict):
+        raise AnogenError(f"{path} must be a mapping of stage sections (index:, generate:, ...), not a {type(params).__name__}")
     section_values = params.get(section, {}) or {}
     if not isinstance(section_values, dict):
         raise AnogenError(f"{path}: section '{section}' must be a mapping of keys to values")
@@ -204,9 +206,15 @@ def load_params_section(params_file: Path | None, section: str) -> dict[str, Any
 def resolve_config(cls: type[C], params_file: Path | None, section: str, overrides: dict[str, Any]) -> C:
     """Build ``cls`` from defaults < ``params_file[section]`` < ``overrides`` (None means "not given").
 
+    Every value is validated against ``schemas.config_schema(cls)`` (types and ranges) before the
+    dataclass is built; an error names the params file, line and key, or the CLI flag.
+
     Raises:
-        AnogenError: a key in the params section or the overrides is not a field of ``cls``.
+        AnogenError: a key in the params section or the overrides is not a field of ``cls``, or a value
+            has the wrong type or is out of range.
     """
+    from anogen_data.schemas import check_config_values, yaml_line
+
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     from_file = load_params_section(params_file, section)
@@ -221,6 +229,14 @@ def resolve_config(cls: type[C], params_file: Path | None, section: str, overrid
             raise AnogenError(f"unknown option '{key}' for {section}; valid keys: {', '.join(sorted(names))}")
         if value is not None:
             values[key] = value
+
+    def where(key: str) -> str:
+        if overrides.get(key) is not None:
+            return f"--{key.replace('_', '-')}"
+        line = yaml_line(Path(params_file), section, key)
+        return f"{params_file}:{line or '?'}: {section}.{key}"
+
+    check_config_values(cls, values, where)
     return cls(**values)
 
 

@@ -80,7 +80,7 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
     if config.n < 1:
         raise AnogenError(f"--n must be at least 1 (got {config.n})")
     if layouts_file is not None:
-        layouts = read_layouts(Path(layouts_file))
+        layouts = read_layouts(Path(layouts_file), index=entries)
         if config.defect is not None:
             layouts = [x for x in layouts if x.defect_type == config.defect]
         if len(layouts) < config.n:
@@ -239,7 +239,7 @@ def _export(config: GenerateConfig, name: str, entries: list[IndexEntry], work: 
         lineage.update(index_file=str(index_file), index_sha256=sha256_file(index_file))
     version = write_version(
         Path(config.out), name, category=entries[0].category or config.category, index=entries,
-        records=read_records(work / RECORDS), records_dir=work, lineage=lineage, configs={"generate": {k: v for k, v in run_config.items() if k not in NOT_COMPARED}},
+        records=read_records(work / RECORDS, index=entries), records_dir=work, lineage=lineage, configs={"generate": {k: v for k, v in run_config.items() if k not in NOT_COMPARED}},
     )
     shutil.rmtree(work, ignore_errors=True)
     return version
