@@ -29,10 +29,10 @@ def plain_name_problem(value: object) -> str | None:
         return "must not be empty"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return "must not contain NUL or control characters"
-    if "/" in value or "\\" in value:
-        return "must be a plain name without '/' or '\\'"
     if ".." in value:
         return "must not contain '..'"
+    if "/" in value or "\\" in value:
+        return "must be a plain name without '/' or '\\'"
     if value == "." or PureWindowsPath(value).drive:
         return "must be a plain name, not a path"
     return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,12 @@ def _plain(value: str) -> str:
     problem = plain_name_problem(value)
     if problem:
         raise ValueError(problem)
+    return value
+
+
+def _plain_names(value: str | list[str]) -> str | list[str]:
+    for name in [value] if isinstance(value, str) else value:
+        _plain(name)
     return value
 
 
@@ -201,7 +208,7 @@ class ConceptMeta(BaseModel):
     defect_type: PlainName
     base_model: str
     text_encoder_hash: str | None = None
-    weights: PlainName | list[PlainName]
+    weights: Annotated[str | list[str], AfterValidator(_plain_names)]
 
 
 class CocoImage(BaseModel):
@@ -234,6 +241,12 @@ class CocoFile(BaseModel):
 def read_concept(path: Path) -> dict[str, Any]:
     """``concept.json`` validated by ``ConceptMeta`` (its ``weights`` are plain file names in its folder)."""
     return read_json_model(Path(path), ConceptMeta).model_dump()
+
+
+def check_concepts(folder: Path) -> None:
+    """Validate every ``<folder>/<defect_type>/concept.json`` before any work starts (nothing is written)."""
+    for meta in sorted(Path(folder).glob("*/concept.json")):
+        read_concept(meta)
 
 
 def rle_runs(counts: str, total: int) -> list[int]:
@@ -272,7 +285,7 @@ def rle_runs(counts: str, total: int) -> list[int]:
 def describe(exc: ValidationError, where: str) -> str:
     """One line for the first error of ``exc``: ``where: field: message (got value)``."""
     err = exc.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in err["loc"])
+    field = field_name(err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "json_invalid":
         return f"{where}: not valid JSON ({msg.removeprefix('Invalid JSON: ')})"
@@ -282,6 +295,21 @@ def describe(exc: ValidationError, where: str) -> str:
     more = len(exc.errors()) - 1
     tail = f"; and {more} more problem(s)" if more else ""
     return f"{where}: {field + ': ' if field else ''}{msg}{got}{tail}"
+
+
+def field_name(loc: tuple) -> str:
+    """A pydantic error location as a field path: ``images[0].file_name``, ``files['a/b.png'].size``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part == "[key]":
+            text += " (key)"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(part)):
+            text += f".{part}" if text else str(part)
+        else:
+            text += f"[{str(part)!r}]"
+    return text
 
 
 def _short(value: Any) -> str:

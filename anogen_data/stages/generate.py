@@ -33,6 +33,7 @@ from anogen_data.config import GenerateConfig, IndexConfig, ProposeConfig, confi
 from anogen_data.errors import AnogenError
 from anogen_data.files import sha256_file
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
+from anogen_data.schemas import check_concepts
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
 from anogen_data.stages.propose import make_layouts
@@ -206,6 +207,8 @@ def run_generate(
     entries = load_entries(config, index_file)
     backend = choose_backend(config, entries)
     get_backend(backend)  # import errors surface before any work
+    if concepts is not None:
+        check_concepts(Path(concepts))  # a bad concept.json fails now, not after the work folder exists
     state = _process_state(backend)
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
     layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
