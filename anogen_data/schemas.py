@@ -349,17 +349,22 @@ def read_json_model(path: Path, model: type[BaseModel]) -> BaseModel:
 
 # --- params.yaml sections -------------------------------------------------------------------------------
 
-_DEVICE = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+def _device(value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+    return value
+
+
 UNIT = Field(ge=0.0, le=1.0)
 PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that has the field
     "n": Field(ge=1), "workers": Field(ge=1), "seed": Field(ge=0), "batch_size": Field(ge=1),
     "epochs": Field(ge=1), "samples_per_epoch": Field(ge=0), "image_size": Field(ge=32, le=MAX_SIDE),
     "base_width": Field(ge=0), "lr": Field(gt=0), "p_cutoff": UNIT, "cutoff_warmup_steps": Field(ge=0),
-    "device": Field(pattern=_DEVICE), "category": AfterValidator(_plain), "name": AfterValidator(_plain),
+    "device": AfterValidator(_device), "category": AfterValidator(_plain), "name": AfterValidator(_plain),
     "defect": AfterValidator(_plain), "backend": AfterValidator(_plain),
-    "foreground": Field(pattern=r"^(auto|full)$"), "shape": Field(pattern=r"^(auto|real|perlin|stroke|mixed)$"),
-    "placement": Field(pattern=r"^(auto|polar|free)$"), "protocol": Field(pattern=r"^(first-third|random-k)$"),
-    "synthesis": Field(pattern=r"^(perlin|cutpaste)$"),
+    "foreground": Literal["auto", "full"], "shape": Literal["auto", "real", "perlin", "stroke", "mixed"],
+    "placement": Literal["auto", "polar", "free"], "protocol": Literal["first-third", "random-k"],
+    "synthesis": Literal["perlin", "cutpaste"],
     # filter / quality thresholds: shares are in [0, 1], distances in the cosine range
     "min_area": UNIT, "max_area": UNIT, "max_components": Field(ge=1), "min_foreground": UNIT,
     "change_threshold": Field(ge=0, le=255), "min_change_iou": UNIT, "leak_radius": UNIT,
@@ -373,10 +378,10 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
 }
 CLASS_BOUNDS: dict[tuple[str, str], Any] = {  # (config class, field) -> range where the field differs
     ("IndexConfig", "shots"): Field(ge=1), ("LearnConfig", "shots"): Field(ge=0),
-    ("TrainConfig", "model"): Field(pattern=r"^(unet|draem|destseg)$"),
-    ("LearnConfig", "method"): Field(pattern=r"^(anogen|dualanodiff)$"),
-    ("LearnConfig", "dtype"): Field(pattern=r"^(auto|fp32|fp16|bf16)$"),
-    ("GenerateConfig", "dtype"): Field(pattern=r"^(auto|float16|bfloat16|float32)$"),
+    ("TrainConfig", "model"): Literal["unet", "draem", "destseg"],
+    ("LearnConfig", "method"): Literal["anogen", "dualanodiff"],
+    ("LearnConfig", "dtype"): Literal["auto", "fp32", "fp16", "bf16"],
+    ("GenerateConfig", "dtype"): Literal["auto", "float16", "bfloat16", "float32"],
 }
 
 
@@ -395,11 +400,12 @@ def config_schema(cls: type) -> dict[str, TypeAdapter]:
 
 
 def _with_bound(hint: Any, bound: Any) -> Any:
+    """``hint`` narrowed by ``bound``: a ``Literal`` of choices replaces str, other bounds annotate it."""
     args = typing.get_args(hint)
-    if type(None) in args:  # Optional[X]: the bound applies to X
-        inner = next(a for a in args if a is not type(None))
-        return Annotated[inner, bound] | None
-    return Annotated[hint, bound]
+    optional = type(None) in args
+    inner = next(a for a in args if a is not type(None)) if optional else hint
+    narrowed = bound if typing.get_origin(bound) is Literal else Annotated[inner, bound]
+    return narrowed | None if optional else narrowed
 
 
 def check_config_values(cls: type, values: dict[str, Any], where: typing.Callable[[str], str]) -> None:
