@@ -206,7 +206,7 @@ class ConceptMeta(BaseModel):
 
     method: Literal["anogen", "dualanodiff"]
     defect_type: PlainName
-    base_model: str
+    base_model: str | None = None
     text_encoder_hash: str | None = None
     weights: Annotated[str | list[str], AfterValidator(_plain_names)]
 
@@ -379,7 +379,6 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
 CLASS_BOUNDS: dict[tuple[str, str], Any] = {  # (config class, field) -> range where the field differs
     ("IndexConfig", "shots"): Field(ge=1), ("LearnConfig", "shots"): Field(ge=0),
     ("TrainConfig", "model"): Literal["unet", "draem", "destseg"],
-    ("LearnConfig", "method"): Literal["anogen", "dualanodiff"],
     ("LearnConfig", "dtype"): Literal["auto", "fp32", "fp16", "bf16"],
     ("GenerateConfig", "dtype"): Literal["auto", "float16", "bfloat16", "float32"],
 }
