@@ -46,7 +46,7 @@ def check_plain_name(value: str, what: str) -> str:
     """
     problem = plain_name_problem(value)
     if problem is not None:
-        raise AnogenError(f"{what} '{value}' {problem}")
+        raise AnogenError(f"{what} {value!r} {problem}")  # repr: a name with a newline stays one line
     return value
 
 
@@ -54,8 +54,8 @@ def relative_problem(value: str) -> str | None:
     """Why ``value`` is not a safe relative posix path (no absolute path, no ``..`` part), or None."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty relative path"
-    if "\x00" in value or "\\" in value:
-        return "must not contain NUL or '\\'"
+    if any(ord(ch) < 32 for ch in value) or "\\" in value:
+        return "must not contain NUL, control characters or '\\'"
     pure = PurePosixPath(value)
     if pure.is_absolute() or PureWindowsPath(value).drive:
         return "must be relative, not absolute"
@@ -72,11 +72,11 @@ def inside(root: Path, relative: str, what: str) -> Path:
     """
     problem = relative_problem(relative)
     if problem is not None:
-        raise AnogenError(f"{what} '{relative}' {problem}")
+        raise AnogenError(f"{what} {relative!r} {problem}")
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if path != base and base not in path.parents:
-        raise AnogenError(f"{what} '{relative}' resolves to {path}, outside {base}")
+        raise AnogenError(f"{what} {relative!r} resolves to {path}, outside {base}")
     return path
 
 

@@ -55,8 +55,8 @@ def _relative(value: str) -> str:
 
 
 def _absolute(value: str) -> str:
-    if not value or "\x00" in value or not os.path.isabs(value):
-        raise ValueError("must be an absolute path")
+    if not value or any(ord(ch) < 32 for ch in value) or not os.path.isabs(value):
+        raise ValueError("must be an absolute path without control characters")
     return value
 
 
