@@ -211,6 +211,18 @@ class ConceptMeta(BaseModel):
     weights: Annotated[str | list[str], AfterValidator(_plain_names)]
 
 
+class DetectorMeta(BaseModel):
+    """``model.json`` written by ``train``: what ``benchmark`` needs to rebuild the detector."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str
+    model: Literal["unet", "draem", "destseg"]
+    base_width: Annotated[int, Field(ge=1, le=1024)]
+    canvas: tuple[Annotated[int, Field(ge=32, le=MAX_SIDE)], Annotated[int, Field(ge=32, le=MAX_SIDE)]]
+    category: PlainName | None = None
+
+
 class CocoImage(BaseModel):
     """An ``images`` entry of a COCO file: ``file_name`` relative to the version folder."""
 

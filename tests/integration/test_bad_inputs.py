@@ -188,6 +188,16 @@ def with_concept(edit: Callable[[dict], dict]) -> Callable[[Env, Path], list]:
     return build
 
 
+def with_model_json(meta: dict) -> Callable[[Env, Path], list]:
+    """benchmark on a model folder whose model.json is ``meta`` (the weights file is never reached)."""
+    def build(env: Env, case: Path) -> list:
+        (case / "model").mkdir(parents=True)
+        (case / "model" / "model.json").write_text(json.dumps(meta))
+        (case / "model" / "model.safetensors").write_bytes(b"")
+        return ["benchmark", case / "model", "--index", env.index, "--out", case / "bench"]
+    return build
+
+
 def huge_png(env: Env, case: Path) -> list:
     """A category whose only good image declares 40000 x 40000 pixels in its PNG header."""
     good = case / "data" / "demo" / "train" / "good"
@@ -328,6 +338,9 @@ CASES: dict[str, tuple[Callable[[Env, Path], list], str]] = {
     "concept-weights-escape": (with_concept(lambda m: {**m, "weights": "../../../etc/passwd"}), r"concept.json: weights: "),
     "concept-method-banana": (with_concept(lambda m: {**m, "method": "banana"}), r"concept.json: method: "),
     "coco-file-name-escape": (coco_escape, r"instances_train.json: images\[0\].file_name: must not contain '\.\.'"),
+    "model-json-no-model": (with_model_json({"format": "anogen-detector/1", "base_width": 16, "canvas": [64, 64]}), r"model.json: model: Field required"),
+    "model-json-canvas": (with_model_json({"format": "anogen-detector/1", "model": "unet", "base_width": 16, "canvas": "abc"}), r"model.json: canvas: .*valid array"),
+    "model-json-list": (with_model_json([1, 2]), r"model.json: must be a JSON object"),
     "image-40000px": (huge_png, r"000.png is too large to decode \(Image size \(1600000000 pixels\)"),
     "filter-other-index": (records_other_index, r"records.jsonl:1: source_path .* not a train/learn image"),
     "quality-other-index": (quality_other_index, r"records.jsonl:1: source_path .* not a train/learn image"),
