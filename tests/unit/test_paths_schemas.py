@@ -115,3 +115,21 @@ def test_header_size_reads_the_header_only(tmp_path):
     assert header_size(tmp_path / "a.png") == (11, 7)
     (tmp_path / "b.png").write_bytes(b"not an image")
     assert header_size(tmp_path / "b.png") is None
+
+
+def test_every_shipped_params_file_satisfies_the_schemas():
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    sections = {"index": cfg.IndexConfig, "export": cfg.ExportConfig, "learn": cfg.LearnConfig,
+                "propose": cfg.ProposeConfig, "generate": cfg.GenerateConfig, "train": cfg.TrainConfig,
+                "benchmark": cfg.BenchmarkConfig, "filter": cfg.FilterConfig, "quality": cfg.QualityConfig}
+    files = [repo / "params.yaml", *sorted((repo / "pipelines").glob("*/params.yaml"))]
+    assert len(files) >= 2
+    for path in files:
+        params = yaml.safe_load(path.read_text())
+        for section, cls in sections.items():
+            if section in params:
+                cfg.resolve_config(cls, path, section, {})
