@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from anogen_data.errors import AnogenError
 from anogen_data import schemas
+from anogen_data.errors import AnogenError
 from anogen_data.files import write_jsonl
 from anogen_data.paths import index_image_parts, inside
 

@@ -1,8 +1,9 @@
 """Declared schemas (pydantic v2) of every file the tool reads, and one-line errors naming file, line, field.
 
 Files: ``index.jsonl`` (``IndexRow``), ``layouts.jsonl`` (``LayoutRow``), ``records.jsonl`` (``RecordRow``),
-``scores.jsonl`` (``ScoreRow``), ``manifest.json`` (``Manifest``), ``concept.json`` (``ConceptMeta``), COCO
-``instances_*.json`` images (``CocoImage``) and the params.yaml sections (``config_schema``: built from the
+``scores.jsonl`` (``ScoreRow``), ``manifest.json`` (``Manifest``), ``concept.json`` (``ConceptMeta``),
+the detector's ``model.json`` (``DetectorMeta``), COCO ``instances_*.json`` (``CocoFile``) and the params.yaml
+sections (``config_schema``: built from the
 stage dataclass of ``anogen_data.config`` narrowed by the ranges of ``PARAM_BOUNDS``).
 
 Rows are validated in pydantic's strict JSON mode: ``"5"`` is not an int, ``"false"`` is not a bool.
@@ -30,8 +31,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from anogen_data.errors import AnogenError
 from anogen_data.paths import index_image_parts, plain_name_problem, relative_problem
 
-MAX_SIDE = 16384  # longest image side we accept (MVTec AD's largest is 1024; refuses decompression bombs)
-MAX_PIXELS = MAX_SIDE * MAX_SIDE // 4  # 67 MP: 64 GB of float32 tensors would follow from anything larger
+MAX_SIDE = 16384  # longest image side we accept (MVTec AD's largest is 1024 px; KolektorSDD's 1408 px)
+MAX_PIXELS = MAX_SIDE * MAX_SIDE // 4  # 67 MP (8192^2, a 200 MB RGB decode): larger headers are refused undecoded
 
 
 def _plain(value: str) -> str:
