@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from anogen_data.errors import AnogenError
 from anogen_data.paths import index_image_parts, plain_name_problem, relative_problem
 
-MAX_SIDE = 16384  # longest image side we accept (MVTec AD's largest is 1024 px; KolektorSDD's 1408 px)
+MAX_SIDE = 16384  # longest image side we accept (MVTec AD's largest images are 1024 px a side)
 MAX_PIXELS = MAX_SIDE * MAX_SIDE // 4  # 67 MP (8192^2, a 200 MB RGB decode): larger headers are refused undecoded
 
 
