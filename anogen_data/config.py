@@ -184,6 +184,9 @@ class QualityConfig:
     seed: int = 0  # KID subset draws
 
 
+FLAG_NAMES = {"base_width": "--width", "anogen_steps": "--steps", "dualanodiff_steps": "--steps"}  # flag != --key
+
+
 def load_params_section(params_file: Path | None, section: str) -> dict[str, Any]:
     """The ``section`` mapping of a params.yaml file ({} when no file is given)."""
     if params_file is None:
@@ -232,7 +235,7 @@ def resolve_config(cls: type[C], params_file: Path | None, section: str, overrid
 
     def where(key: str) -> str:
         if overrides.get(key) is not None:
-            return f"--{key.replace('_', '-')}"
+            return FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
         line = yaml_line(Path(params_file), section, key)
         return f"{params_file}:{line or '?'}: {section}.{key}"
 

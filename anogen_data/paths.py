@@ -39,14 +39,14 @@ def plain_name_problem(value: object) -> str | None:
 
 
 def check_plain_name(value: str, what: str) -> str:
-    """Return ``value`` when it is a plain name, else raise naming ``what`` (e.g. "--name", "index.jsonl:3 category").
+    """Return ``value`` when it is a plain name, else raise naming ``what`` (e.g. "--name", "index.jsonl:3: category").
 
     Raises:
         AnogenError: ``value`` is empty, holds a separator, ``..``, NUL, or is absolute.
     """
     problem = plain_name_problem(value)
     if problem is not None:
-        raise AnogenError(f"{what} {value!r} {problem}")  # repr: a name with a newline stays one line
+        raise AnogenError(f"{what}: {problem} (got {value!r})")  # repr: a name with a newline stays one line
     return value
 
 
@@ -72,11 +72,11 @@ def inside(root: Path, relative: str, what: str) -> Path:
     """
     problem = relative_problem(relative)
     if problem is not None:
-        raise AnogenError(f"{what} {relative!r} {problem}")
+        raise AnogenError(f"{what}: {problem} (got {relative!r})")
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if path != base and base not in path.parents:
-        raise AnogenError(f"{what} {relative!r} resolves to {path}, outside {base}")
+        raise AnogenError(f"{what}: resolves to {path}, outside {base} (got {relative!r})")
     return path
 
 
