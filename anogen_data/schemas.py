@@ -378,6 +378,7 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
     "foreground": Literal["auto", "full"], "shape": Literal["auto", "real", "perlin", "stroke", "mixed"],
     "placement": Literal["auto", "polar", "free"], "protocol": Literal["first-third", "random-k"],
     "synthesis": Literal["perlin", "cutpaste"],
+    "dtype": Literal["auto", "fp32", "fp16", "bf16", "float32", "float16", "half", "bfloat16"],  # diffusion.loading
     # filter / quality thresholds: shares are in [0, 1], distances in the cosine range
     "min_area": UNIT, "max_area": UNIT, "max_components": Field(ge=1), "min_foreground": UNIT,
     "change_threshold": Field(ge=0, le=255), "min_change_iou": UNIT, "leak_radius": UNIT,
@@ -392,8 +393,6 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
 CLASS_BOUNDS: dict[tuple[str, str], Any] = {  # (config class, field) -> range where the field differs
     ("IndexConfig", "shots"): Field(ge=1), ("LearnConfig", "shots"): Field(ge=0),
     ("TrainConfig", "model"): Literal["unet", "draem", "destseg"],
-    ("LearnConfig", "dtype"): Literal["auto", "fp32", "fp16", "bf16"],
-    ("GenerateConfig", "dtype"): Literal["auto", "float16", "bfloat16", "float32"],
 }
 
 

@@ -80,7 +80,7 @@ def test_every_default_config_satisfies_its_schema():
     (cfg.FilterConfig, "min_area", -0.1, "greater than or equal to 0"), (cfg.FilterConfig, "min_area", "tiny", "number"),
     (cfg.ExportConfig, "show_dropped", "false", "boolean"), (cfg.TrainConfig, "device", "tpu", "cuda:N"),
     (cfg.IndexConfig, "shots", 0, "greater than or equal to 1"), (cfg.LearnConfig, "shots", -1, "greater than or equal to 0"),
-    (cfg.LearnConfig, "dtype", "float16", "'auto', 'fp32', 'fp16' or 'bf16'"), (cfg.ProposeConfig, "defect", "../x", "'..'"),
+    (cfg.LearnConfig, "dtype", "fp64", "'auto', 'fp32', 'fp16', 'bf16'"), (cfg.ProposeConfig, "defect", "../x", "'..'"),
 ])
 def test_config_values_out_of_type_or_range_are_refused(cls, key, value, match):
     with pytest.raises(AnogenError, match=match):
