@@ -375,10 +375,6 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
     "base_width": Field(ge=0), "lr": Field(gt=0), "p_cutoff": UNIT, "cutoff_warmup_steps": Field(ge=0),
     "device": AfterValidator(_device), "category": AfterValidator(_plain), "name": AfterValidator(_plain),
     "defect": AfterValidator(_plain), "backend": AfterValidator(_plain),
-    "foreground": Literal["auto", "full"], "shape": Literal["auto", "real", "perlin", "stroke", "mixed"],
-    "placement": Literal["auto", "polar", "free"], "protocol": Literal["first-third", "random-k"],
-    "synthesis": Literal["perlin", "cutpaste"],
-    "dtype": Literal["auto", "fp32", "fp16", "bf16", "float32", "float16", "half", "bfloat16"],  # diffusion.loading
     # filter / quality thresholds: shares are in [0, 1], distances in the cosine range
     "min_area": UNIT, "max_area": UNIT, "max_components": Field(ge=1), "min_foreground": UNIT,
     "change_threshold": Field(ge=0, le=255), "min_change_iou": UNIT, "leak_radius": UNIT,
@@ -392,18 +388,39 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
 }
 CLASS_BOUNDS: dict[tuple[str, str], Any] = {  # (config class, field) -> range where the field differs
     ("IndexConfig", "shots"): Field(ge=1), ("LearnConfig", "shots"): Field(ge=0),
-    ("TrainConfig", "model"): Literal["unet", "draem", "destseg"],
 }
+
+
+SHAPES = ("auto", "real", "perlin", "stroke", "mixed")  # = layout.propose.SHAPES
+PLACEMENTS = ("auto", "polar", "free")  # = layout.propose.PLACEMENTS
+
+
+def choice_bounds() -> dict[tuple[str, str] | str, Any]:
+    """The allowed values of the choice fields, taken from the modules that act on them (imported lazily:
+    they import ``records``, which imports this module). Shapes and placements are spelled out because
+    ``layout.propose`` imports torch (seconds); a unit test keeps them equal to its ``SHAPES``/``PLACEMENTS``."""
+    from anogen_data.data.split import PROTOCOLS
+    from anogen_data.diffusion.loading import DTYPE_ALIASES, DTYPES
+    from anogen_data.layout.foreground import MODES
+    from anogen_data.stages.train import MODELS, SYNTHESES
+
+    return {
+        "foreground": Literal[MODES], "shape": Literal[SHAPES], "placement": Literal[PLACEMENTS],  # see above
+        "protocol": Literal[PROTOCOLS], "synthesis": Literal[SYNTHESES],
+        "dtype": Literal[("auto", *DTYPES, *DTYPE_ALIASES)], ("TrainConfig", "model"): Literal[MODELS],
+    }
 
 
 @functools.cache
 def config_schema(cls: type) -> dict[str, TypeAdapter]:
     """{field: TypeAdapter} of the stage dataclass ``cls``: its annotated type narrowed by ``PARAM_BOUNDS``."""
     hints = typing.get_type_hints(cls)
+    choices = choice_bounds()
     adapters = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        bound = CLASS_BOUNDS.get((cls.__name__, f.name), PARAM_BOUNDS.get(f.name))
+        bound = next((table[key] for table in (CLASS_BOUNDS, choices, PARAM_BOUNDS) for key in ((cls.__name__, f.name), f.name)
+                      if key in table), None)
         if bound is None and f.name.endswith(("_steps", "_batch_size", "_rank")):  # learn's per-method keys
             bound = Field(ge=1)
         adapters[f.name] = TypeAdapter(hint if bound is None else _with_bound(hint, bound))

@@ -133,3 +133,10 @@ def test_every_shipped_params_file_satisfies_the_schemas():
         for section, cls in sections.items():
             if section in params:
                 cfg.resolve_config(cls, path, section, {})
+
+
+def test_spelled_out_choices_equal_the_proposer_ones():
+    from anogen_data import schemas
+    from anogen_data.layout import propose
+
+    assert schemas.SHAPES == propose.SHAPES and schemas.PLACEMENTS == propose.PLACEMENTS
