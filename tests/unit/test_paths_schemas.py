@@ -140,3 +140,21 @@ def test_spelled_out_choices_equal_the_proposer_ones():
     from anogen_data.layout import propose
 
     assert schemas.SHAPES == propose.SHAPES and schemas.PLACEMENTS == propose.PLACEMENTS
+
+
+def test_resume_prefix_stops_at_a_row_that_is_not_a_record(tmp_path):
+    import json
+
+    from anogen_data.synthesis.runner import completed_rows
+
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i, image in enumerate(["images/a.png", "../../etc/passwd", "images/a.png"]):
+        (tmp_path / "images" / "a.png").write_bytes(b"x")
+        rows.append({"id": f"syn_{i}", "category": "demo", "defect_type": "scratch", "backend": "paste", "seed": i,
+                     "source_path": "/data/demo/train/good/000.png", "image_path": image, "mask_path": "images/a.png",
+                     "mask_quality": "pixel", "bbox_xyxy": [0, 0, 4, 4], "recipe": {}, "extra": {}})
+    first = json.dumps(rows[0]) + "\n"
+    (tmp_path / "records.jsonl").write_text(first + "".join(json.dumps(r) + "\n" for r in rows[1:]))
+    assert [r["id"] for r in completed_rows(tmp_path)] == ["syn_0"]
+    assert (tmp_path / "records.jsonl").read_text() == first
