@@ -419,8 +419,8 @@ def config_schema(cls: type) -> dict[str, TypeAdapter]:
     adapters = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        bound = next((table[key] for table in (CLASS_BOUNDS, choices, PARAM_BOUNDS) for key in ((cls.__name__, f.name), f.name)
-                      if key in table), None)
+        keys = ((cls.__name__, f.name), f.name)  # the class-specific bound wins
+        bound = next((t[k] for t in (CLASS_BOUNDS, choices, PARAM_BOUNDS) for k in keys if k in t), None)
         if bound is None and f.name.endswith(("_steps", "_batch_size", "_rank")):  # learn's per-method keys
             bound = Field(ge=1)
         adapters[f.name] = TypeAdapter(hint if bound is None else _with_bound(hint, bound))
