@@ -205,6 +205,9 @@ class QualityConfig:
     seed: int = 0  # KID subset draws
 
 
+FLAG_NAMES = {"base_width": "--width", "anogen_steps": "--steps", "dualanodiff_steps": "--steps"}  # flag != --key
+
+
 def load_params_section(params_file: Path | None, section: str) -> dict[str, Any]:
     """The ``section`` mapping of a params.yaml file ({} when no file is given)."""
     if params_file is None:
@@ -215,7 +218,9 @@ def load_params_section(params_file: Path | None, section: str) -> dict[str, Any
     try:
         params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise AnogenError(f"{path} is not valid YAML: {exc}") from exc
+        raise AnogenError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(params, dict):
+        raise AnogenError(f"{path} must be a mapping of stage sections (index:, generate:, ...), not a {type(params).__name__}")
     section_values = params.get(section, {}) or {}
     if not isinstance(section_values, dict):
         raise AnogenError(f"{path}: section '{section}' must be a mapping of keys to values")
@@ -232,11 +237,16 @@ def resolve_config(cls: type[C], params_file: Path | None, section: str, overrid
     """Build ``cls`` from defaults < ``params_file[section]`` < ``overrides`` (None means "not given").
 
     A nested config field (e.g. ``GenerateConfig.index``) is resolved the same way from its own
-    top-level section (``index:``), with ``overrides[<field>]`` (a dict) as its flags.
+    top-level section (``index:``), with ``overrides[<field>]`` (a dict) as its flags. Every value is
+    validated against ``schemas.config_schema(cls)`` (types and ranges) before the dataclass is built;
+    an error names the params file, line and key, or the CLI flag.
 
     Raises:
-        AnogenError: a key in the params section or the overrides is not a field of ``cls``.
+        AnogenError: a key in the params section or the overrides is not a field of ``cls``, or a value
+            has the wrong type or is out of range.
     """
+    from anogen_data.schemas import check_config_values, yaml_line
+
     nested = _nested_fields(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -258,6 +268,14 @@ def resolve_config(cls: type[C], params_file: Path | None, section: str, overrid
             raise AnogenError(f"unknown option '{key}' for {section}; valid keys: {', '.join(sorted(names))}")
         if value is not None and key not in nested:
             values[key] = value
+
+    def where(key: str) -> str:
+        if overrides.get(key) is not None:
+            return FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
+        line = yaml_line(Path(params_file), section, key)
+        return f"{params_file}:{line or '?'}: {section}.{key}"
+
+    check_config_values(cls, values, where)
     for key, sub in nested.items():
         values[key] = resolve_config(sub, params_file, key, overrides.get(key) or {})
     return cls(**values)

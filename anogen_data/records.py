@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from anogen_data import schemas
 from anogen_data.errors import AnogenError
-from anogen_data.files import read_jsonl, write_jsonl
+from anogen_data.files import write_jsonl
+from anogen_data.paths import index_image_parts, inside
 
 Split = Literal["train", "test"]
 Label = Literal["good", "anomaly"]
@@ -123,39 +125,104 @@ def to_row(record) -> dict:
     return row
 
 
-def _from_rows(cls, rows: list[dict], path: Path):
-    names = {f.name for f in dataclasses.fields(cls)}
+def _rows(cls, model, path: Path) -> list[tuple[int, Any]]:
+    """(line number, ``cls`` instance) of each row, validated by ``model`` of ``anogen_data.schemas``."""
     out = []
-    for lineno, row in enumerate(rows, 1):
-        unknown = set(row) - names
-        if unknown:
-            raise AnogenError(f"{path}: line {lineno} has unknown keys {sorted(unknown)}")
-        try:
-            if "bbox_xyxy" in row:
-                row = {**row, "bbox_xyxy": tuple(row["bbox_xyxy"])}
-            out.append(cls(**row))
-        except TypeError as exc:
-            raise AnogenError(f"{path}: line {lineno} is not a {cls.__name__}: {exc}") from exc
+    for lineno, row in schemas.iter_rows(path, model):
+        values = row.model_dump()
+        if "mask_rle" in values:
+            values["mask_rle"] = {"size": list(values["mask_rle"]["size"]), "counts": values["mask_rle"]["counts"]}
+        out.append((lineno, cls(**values)))
     return out
 
 
 def read_index(path: Path) -> list[IndexEntry]:
-    """Read ``index.jsonl``."""
-    return _from_rows(IndexEntry, read_jsonl(path), Path(path))
+    """Read ``index.jsonl`` (schema ``schemas.IndexRow``): every image inside one ``<root>/<category>/``.
+
+    Raises:
+        AnogenError: a line that is not an index row (file, line and field named), or rows from two
+            data folders.
+    """
+    path = Path(path)
+    rows = _rows(IndexEntry, schemas.IndexRow, path)
+    folders: dict[Path, int] = {}
+    for lineno, entry in rows:
+        folder = index_image_parts(entry.path)[0]
+        folders.setdefault(folder, lineno)
+        if len(folders) > 1:
+            first = next(iter(folders))
+            raise AnogenError(f"{path}:{lineno}: path {entry.path} is outside the category folder {first} of line "
+                              f"{folders[first]}; an index holds one category of one data folder")
+    return [entry for _, entry in rows]
 
 
 def write_index(path: Path, entries: list[IndexEntry]) -> int:
     return write_jsonl(path, (to_row(e) for e in entries))
 
 
-def read_records(path: Path) -> list[SynthRecord]:
-    """Read ``records.jsonl``; image/mask paths stay relative to its folder."""
-    return _from_rows(SynthRecord, read_jsonl(path), Path(path))
+def _duplicate_ids(rows: list[tuple[int, Any]], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for lineno, row in rows:
+        if row.id in seen:
+            raise AnogenError(f"{path}:{lineno}: id '{row.id}' repeats line {seen[row.id]}; ids must be unique")
+        seen[row.id] = lineno
 
 
-def read_layouts(path: Path) -> list[Layout]:
-    """Read ``layouts.jsonl``."""
-    return _from_rows(Layout, read_jsonl(path), Path(path))
+def _sources(index: list[IndexEntry] | None, roles: tuple[str, ...]) -> dict[str, IndexEntry] | None:
+    return None if index is None else {e.path: e for e in index if e.role in roles}
+
+
+def read_records(path: Path, index: list[IndexEntry] | None = None) -> list[SynthRecord]:
+    """Read ``records.jsonl`` (schema ``schemas.RecordRow``); image/mask paths stay relative to its folder.
+
+    Each ``image_path``/``mask_path`` must resolve inside the records file's folder; with ``index`` each
+    ``source_path`` must be one of its train/learn images (never eval) and the box must fit that image.
+
+    Raises:
+        AnogenError: one line naming the file, line and field.
+    """
+    path = Path(path)
+    rows = _rows(SynthRecord, schemas.RecordRow, path)
+    _duplicate_ids(rows, path)
+    allowed = _sources(index, ("train", "learn"))
+    for lineno, record in rows:
+        for key in ("image_path", "mask_path"):
+            inside(path.parent, getattr(record, key), f"{path}:{lineno}: {key}")
+        if allowed is not None:
+            _check_source(path, lineno, record, allowed)
+    return [record for _, record in rows]
+
+
+def read_layouts(path: Path, index: list[IndexEntry] | None = None) -> list[Layout]:
+    """Read ``layouts.jsonl`` (schema ``schemas.LayoutRow``); with ``index`` each ``source_path`` must be one
+    of its good train images and the mask must have that image's size.
+
+    Raises:
+        AnogenError: one line naming the file, line and field (a repeated id too).
+    """
+    path = Path(path)
+    rows = _rows(Layout, schemas.LayoutRow, path)
+    _duplicate_ids(rows, path)
+    allowed = _sources(index, ("train",))
+    if allowed is not None:
+        for lineno, layout in rows:
+            entry = _check_source(path, lineno, layout, allowed)
+            if list(layout.mask_rle["size"]) != [entry.height, entry.width]:
+                raise AnogenError(f"{path}:{lineno}: mask_rle.size {layout.mask_rle['size']} is not the "
+                                  f"{entry.width}x{entry.height} size of source_path {entry.path}")
+    return [layout for _, layout in rows]
+
+
+def _check_source(path: Path, lineno: int, row, allowed: dict[str, IndexEntry]) -> IndexEntry:
+    entry = allowed.get(row.source_path)
+    if entry is None:
+        raise AnogenError(f"{path}:{lineno}: source_path {row.source_path} is not a train/learn image of the index "
+                          "(eval images are held out); regenerate from this index")
+    x0, y0, x1, y1 = row.bbox_xyxy
+    if x1 > entry.width or y1 > entry.height:
+        raise AnogenError(f"{path}:{lineno}: bbox_xyxy {list(row.bbox_xyxy)} lies outside the "
+                          f"{entry.width}x{entry.height} source image")
+    return entry
 
 
 def write_layouts(path: Path, layouts: list[Layout]) -> int:

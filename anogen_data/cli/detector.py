@@ -60,10 +60,13 @@ def train_command(
     """
     from anogen_data.config import TrainConfig, resolve_config
     from anogen_data.errors import AnogenError
+    from anogen_data.paths import check_plain_name
     from anogen_data.stages.train import run_train
 
     if version is None and index is None:
         raise AnogenError("pass a dataset version folder, or --index (with --synthesis) to train on on-the-fly anomalies")
+    if category is not None:
+        check_plain_name(category, "--category")
     overrides = {
         "model": model, "epochs": epochs, "image_size": image_size, "base_width": base_width,
         "synthesis": synthesis, "device": device, "seed": seed,

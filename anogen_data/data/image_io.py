@@ -8,20 +8,46 @@ uses its colour channels only, so an opaque alpha does not turn the whole image 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from anogen_data.errors import AnogenError
+from anogen_data.schemas import MAX_PIXELS, MAX_SIDE
+
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # header_size refuses them itself
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file header only (Pillow reads no pixels), or None when Pillow cannot tell.
+
+    Raises:
+        AnogenError: the header declares more than ``MAX_SIDE`` pixels a side or ``MAX_PIXELS`` in all, so a
+            40000x40000 PNG is refused before a 4.8 GB decode.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise AnogenError(f"{path} is too large to decode ({exc}); images may have at most {MAX_PIXELS} pixels") from None
+    except (OSError, ValueError, SyntaxError):
+        return None  # not an image Pillow knows: OpenCV decides below
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise AnogenError(f"{path} is {width}x{height} pixels (header); images may have at most {MAX_SIDE} pixels "
+                          f"a side and {MAX_PIXELS} in all")
+    return width, height
 
 
 def _imread(path: Path, flags: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise AnogenError(f"{path} does not exist")
+    header_size(path)
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:

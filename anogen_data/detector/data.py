@@ -15,7 +15,6 @@ in {0, 1} (1 = defect; the box for box-labelled samples); ``is_box``, ``has_clea
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,15 +69,16 @@ def _coco_quality(version: Path) -> dict[str, str]:
     path = version / "coco" / "instances_train.json"
     if not path.is_file():
         return {}
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise AnogenError(f"{path} is not valid JSON ({exc.msg}); re-export the version") from exc
-    files = {img["id"]: str((version / img["file_name"]).resolve()) for img in coco.get("images", [])}
+    from anogen_data.paths import inside
+    from anogen_data.schemas import CocoFile, read_json_model
+
+    coco = read_json_model(path, CocoFile)
+    files = {img.id: str(inside(version, img.file_name, f"{path}: images[{i}].file_name"))
+             for i, img in enumerate(coco.images)}
     out: dict[str, str] = {}
-    for ann in coco.get("annotations", []):
-        file = files.get(ann["image_id"])
-        if file is not None and (ann.get("mask_quality") == "box" or out.get(file) == "box"):
+    for ann in coco.annotations:
+        file = files.get(ann.image_id)
+        if file is not None and (ann.mask_quality == "box" or out.get(file) == "box"):
             out[file] = "box"
         elif file is not None:
             out[file] = "pixel"
@@ -90,13 +90,10 @@ def _clean_sources(version: Path) -> dict[str, str]:
     path = version / "records.jsonl"
     if not path.is_file():
         return {}
-    from anogen_data.files import read_jsonl
+    from anogen_data.records import read_records
 
-    return {
-        str((version / row["image_path"]).resolve()): row["source_path"]
-        for row in read_jsonl(path)
-        if "image_path" in row and Path(row.get("source_path", "")).is_file()
-    }
+    return {str((version / r.image_path).resolve()): r.source_path for r in read_records(path)
+            if Path(r.source_path).is_file()}
 
 
 def read_version(

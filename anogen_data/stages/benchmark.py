@@ -13,7 +13,6 @@ two files, because DVC merges the row lists of one JSON file by position.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +66,13 @@ def load_detector(model_dir: Path, device: str = "cpu"):
     from safetensors.torch import load_file
 
     from anogen_data.detector.model import build_model
+    from anogen_data.schemas import DetectorMeta, read_json_model
     from anogen_data.stages.train import FORMAT, load_teacher
 
     meta_path, weights = Path(model_dir) / "model.json", Path(model_dir) / "model.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         raise AnogenError(f"{model_dir} has no model.json + model.safetensors; pass a folder written by `anogen-data train`")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json_model(meta_path, DetectorMeta).model_dump()
     if meta.get("format") != FORMAT:
         raise AnogenError(f"{meta_path} is not an anogen detector ({FORMAT}); retrain with `anogen-data train`")
     teacher = load_teacher() if meta["model"] == "destseg" else None

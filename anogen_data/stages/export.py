@@ -13,25 +13,33 @@ from pathlib import Path
 
 from anogen_data.config import ExportConfig
 from anogen_data.errors import AnogenError
-from anogen_data.files import read_jsonl, sha256_file
+from anogen_data.files import sha256_file
+from anogen_data.paths import check_plain_name
 from anogen_data.records import IndexEntry, read_records
+from anogen_data.schemas import ScoreRow, iter_rows
 from anogen_data.stages.index import load_index_entries
 from anogen_data.writers.version import write_version
 
 
-def read_scores(path: Path) -> dict[str, dict]:
-    """Filter rows of ``scores.jsonl`` keyed by record id (each with ``keep``, ``reasons``, ``scores``).
+def read_scores(path: Path, record_ids: list[str] | None = None) -> dict[str, dict]:
+    """Filter rows of ``scores.jsonl`` (schema ``schemas.ScoreRow``) keyed by record id.
+
+    Args:
+        path: scores.jsonl of ``anogen-data filter``.
+        record_ids: the ids of the records the scores rate; a score id outside them is refused.
 
     Raises:
-        AnogenError: a row without ``id`` or ``keep``, or an id twice.
+        AnogenError: a row that is not a score row, an id twice, or an id that is not a record.
     """
     scores: dict[str, dict] = {}
-    for lineno, row in enumerate(read_jsonl(path), 1):
-        if "id" not in row or "keep" not in row:
-            raise AnogenError(f"{path}:{lineno} lacks 'id' or 'keep'; write it with `anogen-data filter`")
-        if row["id"] in scores:
-            raise AnogenError(f"{path}:{lineno} repeats id {row['id']}; re-run `anogen-data filter`")
-        scores[row["id"]] = row
+    known = None if record_ids is None else set(record_ids)
+    for lineno, row in iter_rows(Path(path), ScoreRow):
+        if row.id in scores:
+            raise AnogenError(f"{path}:{lineno}: id '{row.id}' repeats an earlier line; re-run `anogen-data filter`")
+        if known is not None and row.id not in known:
+            raise AnogenError(f"{path}:{lineno}: id '{row.id}' is not a record of --records; these scores rate "
+                              "other records: re-run `anogen-data filter` on them")
+        scores[row.id] = row.model_dump()
     return scores
 
 
@@ -71,10 +79,12 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
     """
     if scores_file is not None and records_file is None:
         raise AnogenError("--scores needs --records: the scores rate synthetic records")
+    if name is not None:
+        check_plain_name(name, "--name")
     entries = load_index_entries(Path(index_file))
     category = index_category(entries, Path(index_file))
-    records = read_records(records_file) if records_file is not None else []
-    scores = read_scores(scores_file) if scores_file is not None else None
+    records = read_records(records_file, index=entries) if records_file is not None else []
+    scores = read_scores(scores_file, [r.id for r in records]) if scores_file is not None else None
     lineage: dict = {"index_file": str(index_file), "index_sha256": sha256_file(index_file)}
     configs = {}
     for stage, path in (("index", index_file), ("generate", records_file), ("filter", scores_file)):

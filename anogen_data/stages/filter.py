@@ -82,13 +82,10 @@ def run_filter(config: FilterConfig, records_file: Path, index_file: Path, out: 
     """
     records_file, out = Path(records_file), Path(out)
     check_output_dir(out, force=force)  # before minutes of scoring, not after
-    records = read_records(records_file)
+    entries = load_index_entries(Path(index_file))
+    records = read_records(records_file, index=entries)
     if not records:
         raise AnogenError(f"{records_file} holds no records; run `anogen-data generate --no-export` first")
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        raise AnogenError(f"{records_file} repeats record ids; re-run `anogen-data generate`")
-    entries = load_index_entries(Path(index_file))
     rows = score_records(records, records_file.parent, entries, config, progress=progress)
     stats = pass_rates(rows)
     with atomic_output_dir(out, force=force) as tmp:

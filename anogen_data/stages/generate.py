@@ -35,6 +35,7 @@ from anogen_data.config import GenerateConfig, ProposeConfig, config_to_dict
 from anogen_data.errors import AnogenError
 from anogen_data.files import check_writable, sha256_file, write_marker
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
+from anogen_data.schemas import check_concepts
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
 from anogen_data.stages.export import index_category
@@ -113,7 +114,7 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
     if config.n < 1:
         raise AnogenError(f"--n must be at least 1 (got {config.n})")
     if layouts_file is not None:
-        return select_layouts(read_layouts(Path(layouts_file)), config, str(layouts_file))
+        return select_layouts(read_layouts(Path(layouts_file), index=entries), config, str(layouts_file))
     propose = config.propose
     if propose.shape == "auto" and backend == "perlin":
         propose = dataclasses.replace(propose, shape="perlin")
@@ -249,6 +250,8 @@ def run_generate(
     entries = load_entries(config, index_file)
     backend = choose_backend(config, entries)
     get_backend(backend)  # import errors surface before any work
+    if concepts is not None:
+        check_concepts(Path(concepts))  # a bad concept.json fails now, not after the work folder exists
     state = _process_state(backend)
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
     work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
@@ -288,7 +291,8 @@ def _export(config: GenerateConfig, name: str, entries: list[IndexEntry], work: 
     configs["generate"] = {k: v for k, v in run_config.items() if k not in NOT_COMPARED + nested}
     version = write_version(
         Path(config.out), name, category=entries[0].category or config.category, index=entries,
-        records=read_records(work / RECORDS), records_dir=work, lineage=lineage, configs=configs, config=config.export,
+        records=read_records(work / RECORDS, index=entries), records_dir=work, lineage=lineage, configs=configs,
+        config=config.export,
     )
     shutil.rmtree(work, ignore_errors=True)
     return version

@@ -21,12 +21,15 @@ from anogen_data.records import IndexEntry, read_records
 from anogen_data.stages.index import load_index_entries
 
 
-def generated_items(version_dir: Path) -> list[Item]:
-    """The version's synthetic anomalies (``records.jsonl``), with their sources for mask agreement."""
+def generated_items(version_dir: Path, entries: list[IndexEntry] | None = None) -> list[Item]:
+    """The version's synthetic anomalies (``records.jsonl``), with their sources for mask agreement.
+
+    With ``entries`` every record's source must be a train/learn image of that index (the same category).
+    """
     records_file = Path(version_dir) / "records.jsonl"
     if not records_file.is_file():
         raise AnogenError(f"{records_file} does not exist; pass a version folder written by `anogen-data export`")
-    records = read_records(records_file)
+    records = read_records(records_file, index=entries)
     if not records:
         raise AnogenError(f"{records_file} holds no synthetic records; export a version with --records")
     for record in records:
@@ -52,8 +55,9 @@ def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_
     from rich.progress import Progress
 
     check_writable(Path(out_file))  # before the backbone passes, not after
-    generated = generated_items(Path(version_dir))
-    real = real_eval_items(load_index_entries(Path(index_file)), Path(index_file))
+    entries = load_index_entries(Path(index_file))
+    generated = generated_items(Path(version_dir), entries)
+    real = real_eval_items(entries, Path(index_file))
     embedder = Embedder(config.batch_size)
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("quality", total=len(generated) + len(real))

@@ -17,7 +17,6 @@ x1/y1 exclusive.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -140,6 +139,8 @@ class AnoGenBackend(Backend):
         """The learned token of ``defect_type``, installed in the model on first use."""
         if defect_type not in self._tokens:
             from anogen_data.concepts.textual_inversion import install_embedding, load_embedding
+            from anogen_data.paths import inside
+            from anogen_data.schemas import read_concept
             from anogen_data.diffusion.loading import text_encoder_fingerprint
 
             folder = Path(self.context.concepts_dir) / defect_type
@@ -148,10 +149,10 @@ class AnoGenBackend(Backend):
                 raise AnogenError(
                     f"{meta_path} does not exist; learn it with `anogen-data concepts learn --method anogen --defect {defect_type}`"
                 )
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("method") != "anogen":
+            meta = read_concept(meta_path)
+            if meta.get("method") != "anogen" or not isinstance(meta.get("weights"), str):
                 raise AnogenError(f"{meta_path} is a '{meta.get('method')}' concept; the anogen backend needs --method anogen")
-            path = folder / meta.get("weights", "learned_embeds.safetensors")
+            path = inside(folder, meta["weights"], f"{meta_path}: weights")
             token, vector = load_embedding(path)
             install_embedding(self.components, token, vector, source=str(path))
             if meta.get("text_encoder_hash") != text_encoder_fingerprint(self.components.text_encoder):

@@ -291,12 +291,12 @@ class DualAnoDiffBackend(Backend):
         """``--model`` when given, else the base model the concepts were learned on (concept.json)."""
         if self.context.model:
             return self.context.model
-        import json
-
         from anogen_data.diffusion.loading import DEFAULT_MODEL
 
+        from anogen_data.schemas import read_concept
+
         for meta in sorted(Path(self.context.concepts_dir or ".").glob("*/concept.json")):
-            return json.loads(meta.read_text(encoding="utf-8")).get("base_model") or DEFAULT_MODEL
+            return read_concept(meta).get("base_model") or DEFAULT_MODEL
         return DEFAULT_MODEL
 
     def concept(self, defect: str) -> tuple[str, str, DualModules, dict]:
@@ -306,7 +306,7 @@ class DualAnoDiffBackend(Backend):
             AnogenError: no concepts folder, or no dualanodiff concept for ``defect`` in it.
         """
         if defect not in self._concepts:
-            import json
+            from anogen_data.schemas import read_concept
 
             root = Path(self.context.concepts_dir or "")
             folder = root / defect
@@ -316,7 +316,7 @@ class DualAnoDiffBackend(Backend):
                     f"no DualAnoDiff concept for defect type '{defect}' in {root} (missing {meta}); run "
                     "`anogen-data concepts learn --method dualanodiff` and pass its --out to --concepts"
                 )
-            facts = json.loads(meta.read_text(encoding="utf-8"))
+            facts = read_concept(meta)
             if facts.get("method") != "dualanodiff":
                 raise AnogenError(f"{meta} is a '{facts.get('method')}' concept; --backend dualanodiff needs --method dualanodiff")
             _check_base_model(meta, facts, self.pipeline().text_encoder)

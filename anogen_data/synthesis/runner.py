@@ -133,7 +133,15 @@ def chunk_batches(n_batches: int, batch: int, workers: int) -> int:
 
 
 def completed_rows(out_dir: Path) -> list[dict]:
-    """The valid prefix of ``out_dir/records.jsonl`` whose files exist; truncates the file to it."""
+    """The valid prefix of ``out_dir/records.jsonl`` whose files exist; truncates the file to it.
+
+    A row that is not a ``schemas.RecordRow`` (a torn last line, or a hand edit) ends the prefix: it and
+    everything after it are made again (per-sample seeds give the same bytes).
+    """
+    from pydantic import ValidationError
+
+    from anogen_data.schemas import RecordRow
+
     path = Path(out_dir) / RECORDS
     if not path.is_file():
         return []
@@ -141,9 +149,10 @@ def completed_rows(out_dir: Path) -> list[dict]:
     with open(path, "rb") as fh:
         for line in fh:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                RecordRow.model_validate_json(line, strict=True)
+            except ValidationError:
                 break
+            row = json.loads(line)
             if not line.endswith(b"\n") or not all((Path(out_dir) / row[k]).is_file() for k in ("image_path", "mask_path")):
                 break
             rows.append(row)

@@ -100,6 +100,20 @@ def build_manifest(folder: Path, *, name: str, category: str, version: int, line
     return {**manifest, SELF_HASH: manifest_self_sha256(manifest)}
 
 
+def read_manifest(folder: Path):
+    """The version's ``manifest.json`` validated by ``schemas.Manifest`` (file paths relative, inside the version).
+
+    Raises:
+        AnogenError: missing, not JSON, or a field of the wrong type (file and field named).
+    """
+    from anogen_data.schemas import Manifest, read_json_model
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise AnogenError(f"{path} does not exist; pass a dataset version folder such as datasets/<name>/v1")
+    return read_json_model(path, Manifest)
+
+
 def verify_version(folder: Path) -> list[str]:
     """Re-hash a version; returns one line per problem (changed, missing or unexpected file, or an edited
     manifest.json), [] when intact.
@@ -108,15 +122,8 @@ def verify_version(folder: Path) -> list[str]:
         AnogenError: ``folder`` is not a version (no readable manifest.json).
     """
     folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise AnogenError(f"{path} does not exist; pass a dataset version folder such as datasets/<name>/v1")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        recorded = manifest["files"]
-        recorded.items()
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise AnogenError(f"{path} is not a valid manifest ({exc}); the version cannot be verified") from exc
+    recorded = {rel: meta.model_dump() for rel, meta in read_manifest(folder).files.items()}
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))  # validated above; raw for the self-hash
     actual = file_table(folder)
     problems = []
     own = manifest.get(SELF_HASH)

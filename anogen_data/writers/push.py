@@ -17,14 +17,13 @@ printed or written (it is redacted from any error message).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 from anogen_data.errors import AnogenError
 from anogen_data.writers.card import with_hub_usage
-from anogen_data.writers.manifest import MANIFEST, verify_version
+from anogen_data.writers.manifest import MANIFEST, read_manifest, verify_version
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 HF = "hf/"
@@ -46,6 +45,7 @@ def _check(version_dir: Path, repo_id: str) -> dict:
     """Validate the inputs before any network call; returns the manifest."""
     if not _REPO_ID.match(repo_id):
         raise AnogenError(f"--repo-id '{repo_id}' is not ORG/NAME (e.g. my-org/bottle-defects)")
+    manifest = read_manifest(version_dir).model_dump()
     problems = verify_version(version_dir)
     if problems:
         raise AnogenError(
@@ -54,7 +54,7 @@ def _check(version_dir: Path, repo_id: str) -> dict:
         )
     if not (version_dir / "hf" / CARD).is_file():
         raise AnogenError(f"{version_dir / 'hf'} has no {CARD}; this is not a complete dataset version")
-    return json.loads((version_dir / MANIFEST).read_text(encoding="utf-8"))
+    return manifest
 
 
 def repo_files(version_dir: Path, manifest: dict, include_trees: bool) -> dict[str, Path]:

@@ -112,7 +112,7 @@ def test_bad_inputs_exit_1_with_one_line(run_cli, demo_index, tmp_path):
     cases = [
         (["--index", tmp_path / "missing.jsonl"], "does not exist"),
         (["--index", demo_index, "--scores", tmp_path / "s.jsonl"], "--scores needs --records"),
-        (["--index", demo_index, "--name", "../x"], "plain folder name"),
+        (["--index", demo_index, "--name", "../x"], "--name: must not contain '..' (got '../x')"),
     ]
     for extra, message in cases:
         code, _, err = run_cli("export", *extra, "--out", out)

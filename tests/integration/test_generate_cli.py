@@ -116,9 +116,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, t
     "extra, needle",
     [
         (("--backend", "gan"), "valid backends: paste, perlin, cutpaste"),
-        (("--n", "0"), "--n must be at least 1"),
+        (("--n", "0"), "--n: Input should be greater than or equal to 1"),
         (("--defect", "dent"), "defect type 'dent'"),
-        (("--placement", "spiral"), "unknown placement 'spiral'"),
+        (("--placement", "spiral"), "--placement: Input should be 'auto', 'polar' or 'free'"),
         (("--placement", "polar", "--foreground", "full"), "placement 'polar' needs an object"),
     ],
 )

@@ -99,8 +99,8 @@ def test_bad_category_exits_1_naming_the_file_and_writes_nothing(run_cli, make_m
     [
         (("--data", "{tmp}/missing", "--category", "widget"), "{tmp}/missing does not exist"),
         (("--data", "{root}", "--category", "gadget"), "categories found in {root}: widget"),
-        (("--data", "{root}", "--category", "../widget"), "not a plain folder name"),
-        (("--data", "{root}", "--category", "a/b"), "not a plain folder name"),
+        (("--data", "{root}", "--category", "../widget"), "--category: must not contain '..'"),
+        (("--data", "{root}", "--category", "a/b"), "--category: must be a plain name without '/'"),
         (("--data", "{root}", "--category", "widget", "--protocol", "random-k", "--shots", "4"),
          "--shots 4 is larger than defect type 'spot'"),
         (("--category", "widget"), "pass --data"),

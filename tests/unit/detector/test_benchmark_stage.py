@@ -51,8 +51,15 @@ def test_an_eval_image_with_a_learn_shots_bytes_is_refused(demo_index, tmp_path)
     import shutil
 
     entries = read_index(demo_index)
+    root = Path(entries[0].path).parents[3]  # <root>/<category>/<split>/<defect>/<file>
+    shutil.copytree(root / entries[0].category, tmp_path / "data" / entries[0].category)  # paths stay in one data root
+
+    def moved(path):
+        return None if path is None else str(tmp_path / "data" / Path(path).relative_to(root))
+
+    entries = [dataclasses.replace(e, path=moved(e.path), mask_path=moved(e.mask_path)) for e in entries]
     shot = next(e for e in entries if e.role == "learn")
-    copy = tmp_path / "renamed_copy.png"
+    copy = Path(shot.path).with_name("renamed_copy.png")
     shutil.copyfile(shot.path, copy)  # another path, same bytes: a path comparison misses it
     leaked = tmp_path / "index.jsonl"
     write_index(leaked, entries + [dataclasses.replace(shot, path=str(copy), role="eval", sha256="")])

@@ -43,7 +43,10 @@ def tiny_version(tmp_path, request):
     anns = [{"id": k, "image_id": k, "bbox": [8, 4, 16, 8], "mask_quality": q} for k, q in enumerate(["box", "pixel"])]
     (version / "coco").mkdir()
     (version / "coco" / "instances_train.json").write_text(json.dumps({"images": images, "annotations": anns}))
-    rec = {"id": "syn_000000", "image_path": f"{image_dir}/syn_000000.png", "source_path": str(source)}
+    rec = {"id": "syn_000000", "category": "widget", "defect_type": "scratch", "backend": "paste", "seed": 0,
+           "source_path": str(source), "image_path": f"{image_dir}/syn_000000.png",
+           "mask_path": f"{mask_dir}/" + mask_name.format("syn_000000"), "mask_quality": "box",
+           "bbox_xyxy": [8, 4, 24, 12]}
     (version / "records.jsonl").write_text(json.dumps(rec) + "\n")
     (version / "manifest.json").write_text("{}")
     return version

@@ -45,7 +45,10 @@ def paint(image: np.ndarray, mask: np.ndarray, colour=(60, 40, 30)) -> np.ndarra
 class Scene:
     def __init__(self, root: Path):
         self.root = root
-        self.source = root / "good.png"
+        category = root / "data" / "toy"  # MVTec layout: the index only names images inside it
+        for sub in ("train/good", "test/spot", "ground_truth/spot"):
+            (category / sub).mkdir(parents=True)
+        self.source = category / "train" / "good" / "good.png"
         self.source_image = disk_image(0)
         write_png(self.source, self.source_image)
         self.out = root / "synth"
@@ -54,10 +57,10 @@ class Scene:
         entries = [IndexEntry(str(self.source), "train", "good", "good", None, SIZE, SIZE, "train", "toy")]
         for i, (cx, cy) in enumerate([(26, 30), (38, 36)]):
             image, mask = disk_image(10 + i), blob_mask(cx, cy)
-            write_png(root / f"shot{i}.png", paint(image, mask))
-            write_png(root / f"shot{i}_mask.png", mask)
-            entries.append(IndexEntry(str(root / f"shot{i}.png"), "test", "anomaly", "spot",
-                                      str(root / f"shot{i}_mask.png"), SIZE, SIZE, "learn", "toy"))
+            shot, shot_mask = category / "test" / "spot" / f"shot{i}.png", category / "ground_truth" / "spot" / f"shot{i}_mask.png"
+            write_png(shot, paint(image, mask))
+            write_png(shot_mask, mask)
+            entries.append(IndexEntry(str(shot), "test", "anomaly", "spot", str(shot_mask), SIZE, SIZE, "learn", "toy"))
         self.index = root / "index.jsonl"
         write_index(self.index, entries)
         self.records: list[SynthRecord] = []

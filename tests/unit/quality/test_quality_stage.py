@@ -36,15 +36,18 @@ def _spot(image, cx, cy, colour=(60, 40, 30)):
 def version(tmp_path_factory):
     """A version folder with 4 generated "spot" records (one mislabelled) and an index with 3 eval spots."""
     root = tmp_path_factory.mktemp("quality")
-    source = root / "good.png"
+    category = root / "data" / "toy"  # MVTec layout: the index only names images inside it
+    for sub in ("train/good", "test/spot", "ground_truth/spot"):
+        (category / sub).mkdir(parents=True)
+    source = category / "train" / "good" / "good.png"
     write_png(source, _disk(0))
     entries = [IndexEntry(str(source), "train", "good", "good", None, SIZE, SIZE, "train", "toy")]
     for i in range(3):
         image, mask = _spot(_disk(10 + i), 18 + 4 * i, 22)
-        write_png(root / f"eval{i}.png", image)
-        write_png(root / f"eval{i}_mask.png", mask)
-        entries.append(IndexEntry(str(root / f"eval{i}.png"), "test", "anomaly", "spot",
-                                  str(root / f"eval{i}_mask.png"), SIZE, SIZE, "eval", "toy"))
+        shot, shot_mask = category / "test" / "spot" / f"eval{i}.png", category / "ground_truth" / "spot" / f"eval{i}_mask.png"
+        write_png(shot, image)
+        write_png(shot_mask, mask)
+        entries.append(IndexEntry(str(shot), "test", "anomaly", "spot", str(shot_mask), SIZE, SIZE, "eval", "toy"))
     write_index(root / "index.jsonl", entries)
     version = root / "v1"
     (version / "train" / "spot").mkdir(parents=True)

@@ -66,7 +66,11 @@ def test_verify_needs_a_manifest(tmp_path):
     with pytest.raises(AnogenError, match="manifest.json does not exist"):
         verify_version(tmp_path)
     (tmp_path / "manifest.json").write_text("{")
-    with pytest.raises(AnogenError, match="not a valid manifest"):
+    with pytest.raises(AnogenError, match="manifest.json: not valid JSON"):
+        verify_version(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "x", "name": "n", "category": "c", "version": 1, '
+                                            '"lineage": {}, "files": ["a.png"]}')
+    with pytest.raises(AnogenError, match=r"manifest.json: files: Input should be an object"):
         verify_version(tmp_path)
 
 
@@ -102,5 +106,5 @@ def test_verify_refuses_a_manifest_whose_files_are_a_list(written, tmp_path):
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["files"] = list(manifest["files"])
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(AnogenError, match="not a valid manifest"):
+    with pytest.raises(AnogenError, match="files: Input should be an object"):
         verify_version(copy)
