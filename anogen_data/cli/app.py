@@ -7,17 +7,143 @@ thin: check options, resolve the config, call one function in ``anogen_data.stag
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from anogen_data import __version__
+from anogen_data.cli.choices import DEVICE_OPTION, DTYPE_OPTION
 
-app = typer.Typer(
-    add_completion=False,
+VerboseOpt = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More log lines (-vv: debug, libraries too).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No tables, progress bars or status lines; errors still print.")]
+_QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+_state = {"quiet": False, "env_set": []}
+
+
+def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
+    """Apply -v/-q for this invocation: rich output, tqdm/HF bars and log levels (errors always print)."""
+    if verbose and quiet:
+        raise typer.BadParameter("-v and -q contradict each other; pass one of them", param_hint="'-q'")
+    _state["quiet"] = quiet
+    for name in _state["env_set"]:  # undo the previous in-process call's switches only
+        os.environ.pop(name, None)
+    _state["env_set"] = [name for name in _QUIET_ENV if quiet and name not in os.environ]
+    for name in _state["env_set"]:
+        os.environ[name] = "1"
+    import rich
+
+    rich.get_console().quiet = quiet  # progress bars made without a console use this one
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)] if verbose < 2 else logging.DEBUG
+    ours = logging.getLogger("anogen_data")
+    ours.setLevel(level)
+    if not ours.handlers:
+        handler = logging.StreamHandler()  # stderr, resolved per record (pytest capture, redirects)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def is_quiet() -> bool:
+    """True while the running command was given -q."""
+    return _state["quiet"]
+
+
+def console():
+    """A rich console for tables and status lines; silent under -q."""
+    from rich.console import Console
+
+    return Console(quiet=is_quiet())
+
+
+def say(message: str) -> None:
+    """A status line on stdout ("wrote ..."); silent under -q."""
+    if not is_quiet():
+        typer.echo(message)
+
+
+def _with_verbosity(func, defaults_from=None):
+    """``func`` with -v/-q appended; defaults of options that map to ``defaults_from`` fields shown in --help."""
+    signature = inspect.signature(func, eval_str=True)
+    shown = {f.name: f.default for f in dataclasses.fields(defaults_from)} if defaults_from else {}
+    params = []
+    for param in signature.parameters.values():
+        if param.name in shown and param.default is None and shown[param.name] is not None:
+            param = param.replace(annotation=_show_default(param.annotation, shown[param.name]))
+        params.append(param)
+    params += [
+        inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOpt),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOpt),
+    ]
+
+    @functools.wraps(func)
+    def command(*args, verbose: int = 0, quiet: bool = False, **kwargs):
+        set_verbosity(verbose, quiet)
+        return func(*args, **kwargs)
+
+    command.__signature__ = signature.replace(parameters=params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+def _show_default(annotation, value: Any):
+    """The Annotated option with ``show_default`` set to the config default (options default to None)."""
+    import copy
+
+    base, *extras = annotation.__metadata__
+    info = copy.copy(base)
+    if getattr(info, "show_default", None) is True or getattr(info, "show_default", None) is False:
+        info.show_default = str(getattr(value, "value", value)).lower() if isinstance(value, bool) else str(value)
+    return Annotated[(annotation.__origin__, info, *extras)]
+
+
+def _no_flag_metavar(params) -> None:
+    """Flags and counters take no value: show no ``<bool>``/``<int>`` type beside them in --help."""
+    for param in params:
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _no_flag_metavar(params)
+        return params
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _no_flag_metavar(params)
+        return params
+
+
+class Typer(typer.Typer):
+    """typer.Typer whose commands all take -v/-q and show the defaults of ``defaults=ConfigClass`` fields."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cls=kwargs.pop("cls", _Group), **kwargs)
+
+    def command(self, name: str | None = None, *, defaults: type | None = None, **kwargs):
+        register = super().command(name, cls=kwargs.pop("cls", _Command), **kwargs)
+
+        def decorator(func):
+            register(_with_verbosity(func, defaults))
+            return func
+
+        return decorator
+
+
+app = Typer(
+    add_completion=True,
     name="anogen-data",
     help=(
         "Turn a handful of real defect photos into a versioned synthetic-defect dataset "
@@ -47,6 +173,14 @@ ParamsOpt = Annotated[
     typer.Option("--params", help="params.yaml whose stage section overrides the defaults (CLI flags win)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
+DeviceOpt = Annotated[
+    Optional[str],
+    typer.Option("--device", **DEVICE_OPTION, help="auto: cuda when present; cuda:N picks a GPU."),
+]
+DtypeOpt = Annotated[
+    Optional[str],
+    typer.Option("--dtype", **DTYPE_OPTION, help="auto: half precision on CUDA, fp32 on CPU (float16/bfloat16/float32 also read)."),
+]
 
 
 def _version_callback(value: bool) -> None:

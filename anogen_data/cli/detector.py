@@ -7,36 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import CategoryOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app
+from anogen_data.cli.app import CategoryOpt, DeviceOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app, console, say
+from anogen_data.cli.choices import DetectorModel, Synthesis, value
+from anogen_data.config import BenchmarkConfig, TrainConfig
 
-MODELS = ("unet", "draem", "destseg")
-SYNTHESES = ("perlin", "cutpaste")
-
-
-def _choice(allowed: tuple[str, ...]):
-    def check(value: Optional[str]) -> Optional[str]:
-        if value is not None and value not in allowed:
-            raise typer.BadParameter(f"'{value}' is not one of {', '.join(allowed)}")
-        return value
-
-    return check
-
-
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (GPU when present), cpu, cuda, cuda:1 ...")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index.jsonl written by `anogen-data index`.")]
 
 
-@app.command("train")
+@app.command("train", defaults=TrainConfig)
 def train_command(
     out: OutOpt,
     version: Annotated[Optional[Path], typer.Argument(help="Dataset version folder (datasets/NAME/vN).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", callback=_choice(MODELS), help="unet | draem | destseg.")] = None,
+    model: Annotated[Optional[DetectorModel], typer.Option("--model", help="destseg: frozen teacher, fast on CPU; unet / draem: the papers' U-Net.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", min=32, help="Long side of the canvas (multiple of 32).")] = None,
     base_width: Annotated[Optional[int], typer.Option("--width", min=1, help="Network width (0 = 64 on GPU, 16 on CPU).")] = None,
     synthesis: Annotated[
-        Optional[str],
-        typer.Option("--synthesis", callback=_choice(SYNTHESES), help="On-the-fly anomalies when there is no version (DRAEM baseline)."),
+        Optional[Synthesis],
+        typer.Option("--synthesis", help="On-the-fly anomalies when there is no version (DRAEM baseline)."),
     ] = None,
     index: IndexOpt = None,
     category: CategoryOpt = None,
@@ -58,22 +46,22 @@ def train_command(
 
       anogen-data train --synthesis perlin --index runs/bottle/index/index.jsonl --model draem --out runs/bottle/draem-perlin
     """
-    from anogen_data.config import TrainConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.errors import AnogenError
     from anogen_data.stages.train import run_train
 
     if version is None and index is None:
         raise AnogenError("pass a dataset version folder, or --index (with --synthesis) to train on on-the-fly anomalies")
     overrides = {
-        "model": model, "epochs": epochs, "image_size": image_size, "base_width": base_width,
-        "synthesis": synthesis, "device": device, "seed": seed,
+        "model": value(model), "epochs": epochs, "image_size": image_size, "base_width": base_width,
+        "synthesis": value(synthesis), "device": device, "seed": seed,
     }
     config = resolve_config(TrainConfig, params, "train", overrides)
     path = run_train(out, config, version=version, index=None if version else index, category=category, force=force)
-    typer.echo(f"wrote {path}/model.safetensors and model.json")
+    say(f"wrote {path}/model.safetensors and model.json")
 
 
-@app.command("benchmark")
+@app.command("benchmark", defaults=BenchmarkConfig)
 def benchmark_command(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `anogen-data train`.")],
     out: OutOpt,
@@ -90,10 +78,9 @@ def benchmark_command(
 
       anogen-data benchmark runs/bottle/model --index runs/bottle/index/index.jsonl --out runs/bottle/bench
     """
-    from rich.console import Console
     from rich.table import Table
 
-    from anogen_data.config import BenchmarkConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.stages.benchmark import run_benchmark
 
     config = resolve_config(BenchmarkConfig, params, "benchmark", {"device": device})
@@ -104,5 +91,5 @@ def benchmark_command(
     for key in ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"):
         value = report[key]
         table.add_row(key, "n/a" if value is None else f"{value:.4f}")
-    Console().print(table)
-    typer.echo(f"wrote {out}/metrics.json and score_maps.png")
+    console().print(table)
+    say(f"wrote {out}/metrics.json and score_maps.png")

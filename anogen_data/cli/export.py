@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import OutOpt, ParamsOpt, app
+from anogen_data.cli.app import OutOpt, ParamsOpt, app, console, say
+from anogen_data.config import ExportConfig
 
 
-@app.command("export")
+@app.command("export", defaults=ExportConfig)
 def export_command(
     index: Annotated[Path, typer.Option("--index", help="index.jsonl of `anogen-data index`.")],
     out: OutOpt,
@@ -47,7 +48,7 @@ def export_command(
 
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --show-dropped
     """
-    from anogen_data.config import ExportConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.errors import AnogenError
     from anogen_data.stages.export import run_export
 
@@ -63,7 +64,6 @@ def export_command(
 def _print_summary(folder: Path) -> None:
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
     stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
@@ -73,9 +73,9 @@ def _print_summary(folder: Path) -> None:
     for split, defects in stats["counts"].items():
         for defect, sources in defects.items():
             table.add_row(split, defect, str(sources.get("real", 0)), str(sources.get("synthetic", 0)))
-    console = Console()
-    console.print(table)
-    console.print(f"wrote {folder}")
+    out = console()
+    out.print(table)
+    out.print(f"wrote {folder}")
 
 
 @app.command("verify")
@@ -96,7 +96,7 @@ def verify_command(
         for line in problems:
             typer.echo(line, err=True)
         raise AnogenError(f"{version_dir} changed since it was written: {len(problems)} problem(s) listed above")
-    typer.echo(f"ok: {version_dir} matches its manifest")
+    say(f"ok: {version_dir} matches its manifest")
 
 
 @app.command("push")
@@ -122,4 +122,4 @@ def push_command(
     from anogen_data.writers.push import push_version
 
     tag = push_version(version_dir, repo_id, private=private, revision=revision, include_trees=include_trees)
-    typer.echo(f"pushed {version_dir} to https://huggingface.co/datasets/{repo_id} (tag {tag})")
+    say(f"pushed {version_dir} to https://huggingface.co/datasets/{repo_id} (tag {tag})")

@@ -112,10 +112,16 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, t
     _same_tree(tmp_path / "fresh", tmp_path / "run")
 
 
+def test_unknown_backend_is_a_usage_error_listing_the_choices(run_cli, demo_index, tmp_path):
+    code, _, err = run_cli("generate", "--category", "demo", "--n", "3", "--index", demo_index, "--no-export",
+                           "--out", tmp_path / "o", "--backend", "gan")
+    assert code == 2 and "'gan' is not one of" in err and "paste" in err and "dualanodiff" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (("--backend", "gan"), "valid backends: paste, perlin, cutpaste"),
         (("--n", "0"), "--n must be at least 1"),
         (("--defect", "dent"), "defect type 'dent'"),
         (("--placement", "spiral"), "unknown placement 'spiral'"),
@@ -153,3 +159,19 @@ def test_real_data_generate(run_cli, shared_data, tmp_path, folder, category, ba
     assert code == 0, err
     version = tmp_path / "ds" / category / "v1"
     assert len(read_records(version / "records.jsonl")) == 200 and (version / "contact_sheet.png").is_file()
+
+
+def test_layouts_without_n_take_the_files_count(run_cli, demo_index, tmp_path):
+    code, _, err = run_cli("propose", "--index", demo_index, "--out", tmp_path / "layouts", "--n", 7)
+    assert code == 0, err
+    layouts = tmp_path / "layouts" / "layouts.jsonl"
+    code, _, err = run_cli("generate", "--category", "demo", "--index", demo_index, "--layouts", layouts,
+                           "--no-export", "--out", tmp_path / "synth", "--backend", "cutpaste", "-q")
+    assert code == 0, err
+    assert len(read_records(tmp_path / "synth" / "records.jsonl")) == 7  # not GenerateConfig.n (100)
+    params = tmp_path / "params.yaml"
+    params.write_text("generate:\n  n: 3\n")
+    code, _, err = run_cli("generate", "--category", "demo", "--index", demo_index, "--layouts", layouts,
+                           "--no-export", "--out", tmp_path / "synth3", "--backend", "cutpaste", "--params", params)
+    assert code == 0, err
+    assert len(read_records(tmp_path / "synth3" / "records.jsonl")) == 3  # params.yaml's n still wins (DVC)
