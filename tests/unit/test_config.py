@@ -96,3 +96,30 @@ def test_every_params_yaml_key_carries_a_comment():
         if re.match(r"^\s*[A-Za-z_][\w-]*:\s*\S", line) and "#" not in line and not stripped.endswith("{}"):
             missing.append(f"params.yaml:{lineno}: {stripped}")
     assert not missing, "keys without a one-line reason:\n" + "\n".join(missing)
+
+
+def test_top_level_data_sets_the_root_once_and_a_section_data_wins(tmp_path):
+    from anogen_data.config import GenerateConfig, IndexConfig, LearnConfig, resolve_config
+
+    params = tmp_path / "params.yaml"
+    params.write_text("data: /mnt/mvtec\nindex:\n  seed: 2\ngenerate:\n  data: /elsewhere\n")
+    assert resolve_config(IndexConfig, params, "index", {}).data == "/mnt/mvtec"
+    assert resolve_config(GenerateConfig, params, "generate", {}).data == "/elsewhere"
+    assert resolve_config(IndexConfig, params, "index", {"data": "/cli"}).data == "/cli"
+    resolve_config(LearnConfig, params, "learn", {})  # sections without a data field ignore it
+
+
+def test_anogen_data_is_the_root_when_none_is_given(tmp_path, monkeypatch, make_mvtec):
+    from anogen_data.config import IndexConfig
+    from anogen_data.errors import AnogenError
+    from anogen_data.stages.index import resolve_data_root
+
+    root = make_mvtec(defects={"spot": 3})  # ROOT/widget
+    monkeypatch.setenv("ANOGEN_DATA", str(root))
+    assert resolve_data_root(IndexConfig(category="widget")) == root
+    with pytest.raises(AnogenError, match="anogen-data download mvtec --category screw"):
+        resolve_data_root(IndexConfig(category="screw"))
+    monkeypatch.delenv("ANOGEN_DATA")
+    monkeypatch.setenv("ANOGEN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(AnogenError, match=f"not under the data root {tmp_path / 'cache' / 'data'}"):
+        resolve_data_root(IndexConfig(category="widget"))
