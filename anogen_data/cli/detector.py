@@ -72,7 +72,8 @@ def benchmark_command(
 ) -> None:
     """Benchmark a trained detector on the held-out real images (role "eval") of an index.
 
-    Writes OUT/metrics.json (image/pixel AUROC, AP, F1-max, AUPRO@0.3) and OUT/score_maps.png.
+    Writes OUT/metrics.json (numbers only: image/pixel AUROC, AP, F1-max, AUPRO@0.3, counts), OUT/info.json
+    (model, category, canvas, index sha256, config), OUT/pr_{pixel,image}.json and OUT/score_maps.png.
 
     Usage:
 

@@ -29,6 +29,9 @@ def export_command(
         Optional[Path], typer.Option("--concepts", help="Learned concepts folder, hashed into the manifest lineage.")
     ] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Threads encoding images.")] = None,
+    stats_out: Annotated[
+        Optional[Path], typer.Option("--stats-out", help="Also write the numbers of stats.json here (a git-tracked DVC metric).")
+    ] = None,
     show_dropped: Annotated[
         bool, typer.Option("--show-dropped", help="Draw the records --scores drops (first reason as caption) on "
                            "dropped_sheet.png in the version; they are still not written to the dataset.")
@@ -47,6 +50,8 @@ def export_command(
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --name bottle --version 1
 
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --show-dropped
+
+      anogen-data export --index runs/bottle/index/index.jsonl --out datasets --name bottle --version 1 --stats-out metrics/bottle/stats.json
     """
     from anogen_data.config import resolve_config
     from anogen_data.errors import AnogenError
@@ -57,7 +62,7 @@ def export_command(
     overrides = {"workers": workers, "show_dropped": True if show_dropped else None}  # off: params.yaml decides
     config = resolve_config(ExportConfig, params, "export", overrides)
     folder = run_export(config, index, out, records_file=records, scores_file=scores, name=name, version=version,
-                        concepts_dir=concepts)
+                        concepts_dir=concepts, stats_out=stats_out)
     _print_summary(folder)
 
 

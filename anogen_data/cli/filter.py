@@ -59,7 +59,8 @@ def _print_stats(stats: dict, out: Path) -> None:
 def quality_command(
     version_dir: Annotated[Path, typer.Argument(help="A dataset version folder (datasets/NAME/vN).")],
     index: IndexOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="quality.json to write (a DVC metric).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="quality.json to write (numbers only, a DVC metric); "
+                                      "backbone, version and config go to quality.info.json beside it.")],
     params: ParamsOpt = None,
 ) -> None:
     """Measure a dataset version against the held-out real anomalies: per defect type KID on
