@@ -165,9 +165,10 @@ def test_layouts_without_n_take_the_files_count(run_cli, demo_index, tmp_path):
     code, _, err = run_cli("propose", "--index", demo_index, "--out", tmp_path / "layouts", "--n", 7)
     assert code == 0, err
     layouts = tmp_path / "layouts" / "layouts.jsonl"
-    code, _, err = run_cli("generate", "--category", "demo", "--index", demo_index, "--layouts", layouts,
-                           "--no-export", "--out", tmp_path / "synth", "--backend", "cutpaste", "-q")
+    code, out, err = run_cli("generate", "--category", "demo", "--index", demo_index, "--layouts", layouts,
+                             "--no-export", "--out", tmp_path / "synth", "--backend", "cutpaste", "-q")
     assert code == 0, err
+    assert out == "" and err == ""  # -q: no progress bar, no status line
     assert len(read_records(tmp_path / "synth" / "records.jsonl")) == 7  # not GenerateConfig.n (100)
     params = tmp_path / "params.yaml"
     params.write_text("generate:\n  n: 3\n")
