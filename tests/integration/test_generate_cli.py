@@ -176,3 +176,15 @@ def test_layouts_without_n_take_the_files_count(run_cli, demo_index, tmp_path):
                            "--no-export", "--out", tmp_path / "synth3", "--backend", "cutpaste", "--params", params)
     assert code == 0, err
     assert len(read_records(tmp_path / "synth3" / "records.jsonl")) == 3  # params.yaml's n still wins (DVC)
+
+
+def test_generate_as_typed_reads_the_category_under_the_data_root(run_cli, make_mvtec, tmp_path, monkeypatch):
+    root = make_mvtec(defects={"scratch": 3}, good=4)  # ROOT/widget
+    monkeypatch.setenv("ANOGEN_DATA", str(root))
+    monkeypatch.chdir(tmp_path)  # the default --out (datasets) lands here
+    code, _, err = run_cli("generate", "--category", "widget", "--n", 2, "-q")
+    assert code == 0, err
+    assert (tmp_path / "datasets" / "widget" / "v1" / "manifest.json").is_file()
+    code, _, err = run_cli("generate", "--category", "screw", "--n", 2)
+    assert code == 1 and "anogen-data download mvtec --category screw" in err
+    assert not (tmp_path / "datasets" / "screw").exists()  # nothing downloaded, nothing written
