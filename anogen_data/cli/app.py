@@ -1,8 +1,14 @@
-"""The Typer application, shared option aliases and error handling.
+"""The Typer application, shared option aliases, CLI conventions and error handling.
 
 Commands live in sibling modules (one per stage group) and register themselves on ``app``. They are
 thin: check options, resolve the config, call one function in ``anogen_data.stages``. Heavy modules
 (torch, diffusers, datasets) are imported inside commands so that ``anogen-data --help`` stays fast.
+
+Conventions every command gets from :class:`Typer` (so no command can forget them): ``-v/--verbose`` and
+``-q/--quiet`` (quiet: no tables, bars or status lines; errors still print), shell completion, flags shown
+without a ``<bool>`` type, and ``--help`` defaults taken from the stage's config dataclass
+(``@app.command(..., defaults=GenerateConfig)``): the options themselves default to None so that
+``params.yaml`` can still override a value the user did not type.
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
     import rich
 
     rich.get_console().quiet = quiet  # progress bars made without a console use this one
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)] if verbose < 2 else logging.DEBUG
+    if quiet:
+        level = logging.ERROR
+    else:
+        level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     ours = logging.getLogger("anogen_data")
     ours.setLevel(level)
     if not ours.handlers:
@@ -74,6 +83,7 @@ def _with_verbosity(func, defaults_from=None):
     """``func`` with -v/-q appended; defaults of options that map to ``defaults_from`` fields shown in --help."""
     signature = inspect.signature(func, eval_str=True)
     shown = {f.name: f.default for f in dataclasses.fields(defaults_from)} if defaults_from else {}
+    shown.pop("data", None)  # "demo" there means "the data root set once" (see DataOpt), not a folder
     params = []
     for param in signature.parameters.values():
         if param.name in shown and param.default is None and shown[param.name] is not None:
@@ -100,8 +110,8 @@ def _show_default(annotation, value: Any):
 
     base, *extras = annotation.__metadata__
     info = copy.copy(base)
-    if getattr(info, "show_default", None) is True or getattr(info, "show_default", None) is False:
-        info.show_default = str(getattr(value, "value", value)).lower() if isinstance(value, bool) else str(value)
+    if info.show_default is True:  # typer's default; False or a text set by the option itself is kept
+        info.show_default = str(value).lower() if isinstance(value, bool) else str(value)
     return Annotated[(annotation.__origin__, info, *extras)]
 
 
@@ -164,7 +174,8 @@ CategoryOpt = Annotated[
 ]
 DataOpt = Annotated[
     Optional[str],
-    typer.Option("--data", "-d", help="Data root in MVTec AD layout (ROOT/<category>/train/good ...). Not needed for 'demo'."),
+    typer.Option("--data", "-d", help="Data root in MVTec AD layout (ROOT/<category>/train/good ...). Default: data: in "
+                 "--params, else $ANOGEN_DATA, else <cache>/data (where `download` writes). Not needed for 'demo'."),
 ]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed; same seed, same bytes.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]

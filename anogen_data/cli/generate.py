@@ -96,7 +96,7 @@ def generate_command(
     defect: DefectOpt = None,
     seed: SeedOpt = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Worker processes (same bytes for any count).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset root (default: datasets); with --no-export the synthesis folder.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset root; with --no-export the synthesis folder.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the category).")] = None,
     index: IndexFileOpt = None,
     layouts: Annotated[Optional[Path], typer.Option("--layouts", help="layouts.jsonl from `anogen-data propose`.")] = None,
