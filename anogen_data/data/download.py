@@ -138,8 +138,8 @@ def fetch(info: DownloadInfo, folder: Path, on_progress: Progress | None = None)
         reason = getattr(exc, "reason", exc)
         raise AnogenError(f"cannot reach {info.url}: {reason}") from None
     with response:
-        if have and response.status != 206:  # Range ignored: start over
-            have = 0
+        if have and (response.status != 206 or not _range_starts_at(response, have)):
+            have = 0  # Range ignored (200) or answered from elsewhere: start over
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
         received = have
@@ -155,6 +155,13 @@ def fetch(info: DownloadInfo, folder: Path, on_progress: Progress | None = None)
     if total is not None and received < total:
         raise _interrupted(info, part, received, total, None)
     return _verify_and_rename(part, final, info)
+
+
+def _range_starts_at(response, offset: int) -> bool:
+    """True when a 206 answer's ``Content-Range: bytes START-END/TOTAL`` starts at ``offset``."""
+    value = response.headers.get("Content-Range", "")
+    start = value.removeprefix("bytes ").split("-", 1)[0]
+    return start.isdigit() and int(start) == offset
 
 
 def _interrupted(info: DownloadInfo, part: Path, received: int, total: int | None, exc) -> AnogenError:
