@@ -55,10 +55,22 @@ def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
     ours = logging.getLogger("anogen_data")
     ours.setLevel(level)
     if not ours.handlers:
-        handler = logging.StreamHandler()  # stderr, resolved per record (pytest capture, redirects)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         ours.addHandler(handler)
     logging.getLogger().setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at each record (redirects, pytest's capture), not the one at set-up."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def is_quiet() -> bool:

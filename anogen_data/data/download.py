@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import shutil
 import tarfile
@@ -36,6 +37,8 @@ from pathlib import Path
 
 from anogen_data.data.demo import default_cache
 from anogen_data.errors import AnogenError
+
+log = logging.getLogger(__name__)
 
 LICENSE_LINE = (
     "MVTec AD is licensed CC BY-NC-SA 4.0 (https://creativecommons.org/licenses/by-nc-sa/4.0/): "
@@ -122,9 +125,11 @@ def fetch(info: DownloadInfo, folder: Path, on_progress: Progress | None = None)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / info.filename
     if final.is_file():
+        log.info("reusing the verified archive %s", final)
         return final
     part = folder / (info.filename + ".part")
     have = part.stat().st_size if part.is_file() else 0
+    log.info("fetching %s to %s%s", info.url, part, f" (resuming at byte {have})" if have else "")
     request = urllib.request.Request(info.url, headers={"User-Agent": "anogen-data"})
     if have:
         request.add_header("Range", f"bytes={have}-")
@@ -184,6 +189,7 @@ def _verify_and_rename(part: Path, final: Path, info: DownloadInfo) -> Path:
             "deleted (run again to fetch it anew)"
         )
     part.replace(final)
+    log.info("sha256 verified: %s", final)
     return final
 
 
@@ -219,6 +225,7 @@ def extract_category(archive: Path, category: str, root: Path) -> Path:
         if not found:
             raise AnogenError(f"{archive} holds no '{category}/' folder; is '{category}' an MVTec AD category?")
         staging.joinpath(category).rename(target)
+        log.info("extracted %s/ of %s into %s", category, archive, root)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise AnogenError(f"cannot extract {archive}: {exc}") from None
     finally:

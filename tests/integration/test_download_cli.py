@@ -161,9 +161,10 @@ def test_interrupted_transfer_keeps_the_part_and_resumes_with_range(run_cli, env
     part = tmp_path / "cache" / "downloads" / "mvtec_anomaly_detection.tar.xz.part"
     assert part.stat().st_size == len(body) // 2 and _leftovers(tmp_path) == []
     server.state["cut"] = None
-    code, _, err = run_cli("download", "mvtec", "--category", "screw", "-q")
+    code, _, err = run_cli("download", "mvtec", "--category", "screw", "-v")
     assert code == 0, err
     assert server.state["ranges"] == [None, f"bytes={len(body) // 2}-"]
+    assert f"resuming at byte {len(body) // 2}" in err and "sha256 verified" in err  # -v: our info logs
     assert not part.exists() and (tmp_path / "cache" / "data" / "screw" / "train" / "good" / "000.png").is_file()
 
 
