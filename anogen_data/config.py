@@ -233,6 +233,19 @@ def _nested_fields(cls) -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
 
 
+def params_data_root(params_file: Path | None) -> str | None:
+    """The top-level ``data:`` of a params.yaml: the data root set once for every stage that reads real data."""
+    if params_file is None:
+        return None
+    try:
+        value = (yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}).get("data")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None  # load_params_section reports a bad file with its own message
+    if value is not None and not isinstance(value, str):
+        raise AnogenError(f"{params_file}: top-level 'data' must be a folder path (got {type(value).__name__})")
+    return value
+
+
 def resolve_config(cls: type[C], params_file: Path | None, section: str, overrides: dict[str, Any]) -> C:
     """Build ``cls`` from defaults < ``params_file[section]`` < ``overrides`` (None means "not given").
 
@@ -252,6 +265,8 @@ def resolve_config(cls: type[C], params_file: Path | None, section: str, overrid
     values: dict[str, Any] = {}
     from_file = load_params_section(params_file, section)
     moved = getattr(cls, "MOVED", {})
+    if "data" in names and "data" not in from_file and params_data_root(params_file) is not None:
+        values["data"] = params_data_root(params_file)  # top-level data: < the section's own data:
     for key, value in from_file.items():
         if key in nested:
             raise AnogenError(f"{params_file}: '{section}.{key}' is not a key; {key} settings live in the "

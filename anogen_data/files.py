@@ -268,6 +268,31 @@ def write_json(path: Path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def split_metrics(report: dict, info_keys: tuple[str, ...] = ("config",)) -> tuple[dict, dict]:
+    """Split a nested report into (numbers only, everything else) with the same nesting.
+
+    The first is what DVC shows as metrics (``dvc metrics show/diff``, ``dvc exp show`` columns): ints and
+    floats, and null for an undefined number (NaN). The second keeps strings, booleans, lists and hashes,
+    and the top-level ``info_keys`` (the stage's config: settings, not results) whole, for an info file
+    beside it. Empty branches are dropped from either side.
+    """
+    numbers, info = {}, {}
+    for key, value in report.items():
+        if key in info_keys:
+            info[key] = value
+        elif isinstance(value, dict):
+            sub_numbers, sub_info = split_metrics(value, ())
+            if sub_numbers:
+                numbers[key] = sub_numbers
+            if sub_info:
+                info[key] = sub_info
+        elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            numbers[key] = value
+        else:
+            info[key] = value
+    return numbers, info
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, streamed."""
     digest = hashlib.sha256()

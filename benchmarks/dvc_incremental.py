@@ -61,7 +61,9 @@ def _run(cwd: Path, args: list[str] | str, shell: bool = False) -> tuple[tuple[f
 
 
 def _copy(pipeline: Path, dest: Path) -> Path:
-    shutil.copytree(pipeline, dest, ignore=shutil.ignore_patterns("runs", "datasets", "models", "metrics", "dvc.lock"))
+    # .dvc/ of a pipelines/* subproject is left behind: the copy gets a fresh `dvc init`
+    ignore = shutil.ignore_patterns("runs", "datasets", "models", "metrics", "dvc.lock", ".dvc", ".dvcignore")
+    shutil.copytree(pipeline, dest, ignore=ignore)
     return dest
 
 

@@ -12,28 +12,30 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import ForceOpt, OutOpt, ParamsOpt, SeedOpt, app
+from anogen_data.cli.app import DeviceOpt, DtypeOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, Typer, app, say
+from anogen_data.cli.choices import Method, value
+from anogen_data.config import LearnConfig
 
-concepts_app = typer.Typer(
+concepts_app = Typer(
     help="Learn one concept per defect type (AnoGen token, DualAnoDiff LoRA) from the learn shots.",
     no_args_is_help=True,
 )
 app.add_typer(concepts_app, name="concepts")
 
 
-@concepts_app.command("learn")
+@concepts_app.command("learn", defaults=LearnConfig)
 def learn_command(
     index: Annotated[Path, typer.Option("--index", help="index.jsonl from `anogen-data index` (role 'learn' shots).")],
     out: OutOpt,
-    method: Annotated[Optional[str], typer.Option("--method", help="anogen | dualanodiff.")] = None,
+    method: Annotated[Optional[Method], typer.Option("--method", help="anogen: textual inversion (ECCV 2024); dualanodiff: dual LoRA (CVPR 2025).")] = None,
     model: Annotated[
         Optional[str], typer.Option("--model", help="Hub id, local diffusers folder, or 'tiny' (random, CPU tests).")
     ] = None,
     defect: Annotated[Optional[str], typer.Option("--defect", help="Learn only this defect type.")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Training steps (sets <method>_steps).")] = None,
     shots: Annotated[Optional[int], typer.Option("--shots", min=0, help="0: all learn shots; k: k random (AnoGen: 3).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | fp32 | fp16 | bf16.")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     seed: SeedOpt = None,
     params: ParamsOpt = None,
     force: ForceOpt = False,
@@ -50,10 +52,10 @@ def learn_command(
 
       anogen-data concepts learn --method dualanodiff --index runs/demo/index/index.jsonl --out runs/demo/dual --model tiny --steps 20
     """
-    from anogen_data.config import LearnConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.stages.learn import LEARNERS, run_learn
 
-    overrides = {"method": method, "model": model, "defect": defect, "shots": shots, "device": device,
+    overrides = {"method": value(method), "model": model, "defect": defect, "shots": shots, "device": device,
                  "dtype": dtype, "seed": seed}
     config = resolve_config(LearnConfig, params, "learn", overrides)
     if config.method not in LEARNERS:
@@ -61,4 +63,4 @@ def learn_command(
     if steps is not None:
         config = resolve_config(LearnConfig, params, "learn", {**overrides, f"{config.method}_steps": steps})
     path = run_learn(config, index, out, force=force)
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")

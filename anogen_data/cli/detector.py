@@ -7,36 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import CategoryOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app
+from anogen_data.cli.app import CategoryOpt, DeviceOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app, console, say
+from anogen_data.cli.choices import DetectorModel, Synthesis, value
+from anogen_data.config import BenchmarkConfig, TrainConfig
 
-MODELS = ("unet", "draem", "destseg")
-SYNTHESES = ("perlin", "cutpaste")
-
-
-def _choice(allowed: tuple[str, ...]):
-    def check(value: Optional[str]) -> Optional[str]:
-        if value is not None and value not in allowed:
-            raise typer.BadParameter(f"'{value}' is not one of {', '.join(allowed)}")
-        return value
-
-    return check
-
-
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (GPU when present), cpu, cuda, cuda:1 ...")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="index.jsonl written by `anogen-data index`.")]
 
 
-@app.command("train")
+@app.command("train", defaults=TrainConfig)
 def train_command(
     out: OutOpt,
     version: Annotated[Optional[Path], typer.Argument(help="Dataset version folder (datasets/NAME/vN).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", callback=_choice(MODELS), help="unet | draem | destseg.")] = None,
+    model: Annotated[Optional[DetectorModel], typer.Option("--model", help="destseg: frozen teacher, fast on CPU; unet / draem: the papers' U-Net.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", min=32, help="Long side of the canvas (multiple of 32).")] = None,
     base_width: Annotated[Optional[int], typer.Option("--width", min=1, help="Network width (0 = 64 on GPU, 16 on CPU).")] = None,
     synthesis: Annotated[
-        Optional[str],
-        typer.Option("--synthesis", callback=_choice(SYNTHESES), help="On-the-fly anomalies when there is no version (DRAEM baseline)."),
+        Optional[Synthesis],
+        typer.Option("--synthesis", help="On-the-fly anomalies when there is no version (DRAEM baseline)."),
     ] = None,
     index: IndexOpt = None,
     category: CategoryOpt = None,
@@ -58,7 +46,7 @@ def train_command(
 
       anogen-data train --synthesis perlin --index runs/bottle/index/index.jsonl --model draem --out runs/bottle/draem-perlin
     """
-    from anogen_data.config import TrainConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.errors import AnogenError
     from anogen_data.paths import check_plain_name
     from anogen_data.stages.train import run_train
@@ -68,15 +56,15 @@ def train_command(
     if category is not None:
         check_plain_name(category, "--category")
     overrides = {
-        "model": model, "epochs": epochs, "image_size": image_size, "base_width": base_width,
-        "synthesis": synthesis, "device": device, "seed": seed,
+        "model": value(model), "epochs": epochs, "image_size": image_size, "base_width": base_width,
+        "synthesis": value(synthesis), "device": device, "seed": seed,
     }
     config = resolve_config(TrainConfig, params, "train", overrides)
     path = run_train(out, config, version=version, index=None if version else index, category=category, force=force)
-    typer.echo(f"wrote {path}/model.safetensors and model.json")
+    say(f"wrote {path}/model.safetensors and model.json")
 
 
-@app.command("benchmark")
+@app.command("benchmark", defaults=BenchmarkConfig)
 def benchmark_command(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `anogen-data train`.")],
     out: OutOpt,
@@ -87,16 +75,16 @@ def benchmark_command(
 ) -> None:
     """Benchmark a trained detector on the held-out real images (role "eval") of an index.
 
-    Writes OUT/metrics.json (image/pixel AUROC, AP, F1-max, AUPRO@0.3) and OUT/score_maps.png.
+    Writes OUT/metrics.json (numbers only: image/pixel AUROC, AP, F1-max, AUPRO@0.3, counts), OUT/info.json
+    (model, category, canvas, index sha256, config), OUT/pr_{pixel,image}.json and OUT/score_maps.png.
 
     Usage:
 
       anogen-data benchmark runs/bottle/model --index runs/bottle/index/index.jsonl --out runs/bottle/bench
     """
-    from rich.console import Console
     from rich.table import Table
 
-    from anogen_data.config import BenchmarkConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.stages.benchmark import run_benchmark
 
     config = resolve_config(BenchmarkConfig, params, "benchmark", {"device": device})
@@ -107,5 +95,5 @@ def benchmark_command(
     for key in ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"):
         value = report[key]
         table.add_row(key, "n/a" if value is None else f"{value:.4f}")
-    Console().print(table)
-    typer.echo(f"wrote {out}/metrics.json and score_maps.png")
+    console().print(table)
+    say(f"wrote {out}/metrics.json and score_maps.png")

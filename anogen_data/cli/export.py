@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import OutOpt, ParamsOpt, app
+from anogen_data.cli.app import OutOpt, ParamsOpt, app, console, say
+from anogen_data.config import ExportConfig
 
 
-@app.command("export")
+@app.command("export", defaults=ExportConfig)
 def export_command(
     index: Annotated[Path, typer.Option("--index", help="index.jsonl of `anogen-data index`.")],
     out: OutOpt,
@@ -28,6 +29,9 @@ def export_command(
         Optional[Path], typer.Option("--concepts", help="Learned concepts folder, hashed into the manifest lineage.")
     ] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Threads encoding images.")] = None,
+    stats_out: Annotated[
+        Optional[Path], typer.Option("--stats-out", help="Also write the numbers of stats.json here (a git-tracked DVC metric).")
+    ] = None,
     show_dropped: Annotated[
         bool, typer.Option("--show-dropped", help="Draw the records --scores drops (first reason as caption) on "
                            "dropped_sheet.png in the version; they are still not written to the dataset.")
@@ -47,8 +51,10 @@ def export_command(
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --name bottle --version 1
 
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --show-dropped
+
+      anogen-data export --index runs/bottle/index/index.jsonl --out datasets --name bottle --version 1 --stats-out metrics/bottle/stats.json
     """
-    from anogen_data.config import ExportConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.errors import AnogenError
     from anogen_data.stages.export import run_export
 
@@ -57,14 +63,13 @@ def export_command(
     overrides = {"workers": workers, "show_dropped": True if show_dropped else None}  # off: params.yaml decides
     config = resolve_config(ExportConfig, params, "export", overrides)
     folder = run_export(config, index, out, records_file=records, scores_file=scores, name=name, version=version,
-                        concepts_dir=concepts)
+                        concepts_dir=concepts, stats_out=stats_out)
     _print_summary(folder)
 
 
 def _print_summary(folder: Path) -> None:
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
     stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
@@ -74,9 +79,9 @@ def _print_summary(folder: Path) -> None:
     for split, defects in stats["counts"].items():
         for defect, sources in defects.items():
             table.add_row(split, defect, str(sources.get("real", 0)), str(sources.get("synthetic", 0)))
-    console = Console()
-    console.print(table)
-    console.print(f"wrote {folder}")
+    out = console()
+    out.print(table)
+    out.print(f"wrote {folder}")
 
 
 @app.command("verify")
@@ -97,7 +102,7 @@ def verify_command(
         for line in problems:
             typer.echo(line, err=True)
         raise AnogenError(f"{version_dir} changed since it was written: {len(problems)} problem(s) listed above")
-    typer.echo(f"ok: {version_dir} matches its manifest")
+    say(f"ok: {version_dir} matches its manifest")
 
 
 @app.command("push")
@@ -133,4 +138,4 @@ def push_command(
     from anogen_data.writers.push import push_version
 
     tag = push_version(version_dir, repo_id, private=private, revision=revision, tag=tag, include_trees=include_trees)
-    typer.echo(f"pushed {version_dir} to https://huggingface.co/datasets/{repo_id} (tag {tag})")
+    say(f"pushed {version_dir} to https://huggingface.co/datasets/{repo_id} (tag {tag})")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from anogen_data.cli.app import ForceOpt, OutOpt, ParamsOpt, app
+from anogen_data.cli.app import ForceOpt, OutOpt, ParamsOpt, app, console
 
 IndexOpt = Annotated[Path, typer.Option("--index", help="index.jsonl of `anogen-data index` (real learn/eval shots).")]
 
@@ -44,7 +44,6 @@ def filter_command(
 
 
 def _print_stats(stats: dict, out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{out}: kept {stats['kept']} of {stats['scored']}")
@@ -53,14 +52,15 @@ def _print_stats(stats: dict, out: Path) -> None:
     table.add_column("dropped", justify="right")
     for name, rate in stats["per_filter"].items():
         table.add_row(name, f"{rate:.1%}", str(stats["dropped_by"].get(name, 0)))
-    Console().print(table)
+    console().print(table)
 
 
 @app.command("quality")
 def quality_command(
     version_dir: Annotated[Path, typer.Argument(help="A dataset version folder (datasets/NAME/vN).")],
     index: IndexOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="quality.json to write (a DVC metric).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="quality.json to write (numbers only, a DVC metric); "
+                                      "backbone, version and config go to quality.info.json beside it.")],
     params: ParamsOpt = None,
 ) -> None:
     """Measure a dataset version against the held-out real anomalies: per defect type KID on
@@ -79,7 +79,6 @@ def quality_command(
 
 
 def _print_quality(report: dict, out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     def fmt(value, key="mean"):
@@ -92,4 +91,4 @@ def _print_quality(report: dict, out: Path) -> None:
         table.add_row(name, str(row["n_generated"]), str(row["n_real_eval"]), fmt(row["kid_effnetlite0_image"]),
                       fmt(row["kid_effnetlite0_defect"]), fmt(row["diversity_effnetlite0_defect"]),
                       fmt(row["mask_change_iou"]))
-    Console().print(table)
+    console().print(table)

@@ -9,9 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import CategoryOpt, DataOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app
+from anogen_data.cli.app import (
+    CategoryOpt, DataOpt, DeviceOpt, DtypeOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app, say,
+)
+from anogen_data.cli.choices import Backend, value
+from anogen_data.config import GenerateConfig, ProposeConfig
 
 NOpt = Annotated[Optional[int], typer.Option("--n", "-n", help="Number of synthetic samples.")]
+GenerateNOpt = Annotated[Optional[int], typer.Option(
+    "--n", "-n", help="Number of synthetic samples; with --layouts (and no n in --params) the file's count.")]
 DefectOpt = Annotated[Optional[str], typer.Option("--defect", help="Only this defect type (default: split over all by learn shots).")]
 ForegroundOpt = Annotated[
     Optional[str], typer.Option("--foreground", help="auto: estimated from the good images (objects) | full: whole image.")
@@ -45,7 +51,7 @@ def rich_progress() -> Iterator:
         yield start
 
 
-@app.command("propose")
+@app.command("propose", defaults=ProposeConfig)
 def propose_command(
     index: Annotated[Path, typer.Option("--index", help="index.jsonl from `anogen-data index`.")],
     out: OutOpt,
@@ -78,26 +84,26 @@ def propose_command(
     config = resolve_config(ProposeConfig, params, "propose", overrides)
     with rich_progress() as start:
         path = run_propose(config, index, out, force=force, on_progress=start("propose", config.n))
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
-@app.command("generate")
+@app.command("generate", defaults=GenerateConfig)
 def generate_command(
     category: CategoryOpt = None,
-    n: NOpt = None,
+    n: GenerateNOpt = None,
     data: DataOpt = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="paste | perlin | cutpaste | anogen | dualanodiff (default: paste with real learn shots, else perlin).")] = None,
+    backend: Annotated[Optional[Backend], typer.Option("--backend", "-b", help="auto: paste when the category has real learn shots, else perlin.")] = None,
     defect: DefectOpt = None,
     seed: SeedOpt = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Worker processes (same bytes for any count).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset root (default: datasets); with --no-export the synthesis folder.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset root; with --no-export the synthesis folder.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the category).")] = None,
     index: IndexFileOpt = None,
     layouts: Annotated[Optional[Path], typer.Option("--layouts", help="layouts.jsonl from `anogen-data propose`.")] = None,
     concepts: Annotated[Optional[Path], typer.Option("--concepts", help="Output of `concepts learn` (diffusion backends).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Diffusion model: hub id, folder or 'tiny'.")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda (diffusion backends).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float16 | bfloat16 | float32 (diffusion backends).")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Samples per backend call (diffusion backends).")] = None,
     foreground: ForegroundOpt = None,
     shape: ShapeOpt = None,
@@ -121,11 +127,15 @@ def generate_command(
 
       accelerate launch --num_processes 8 -m anogen_data.cli generate --category bottle --data /data/mvtec --n 800 --backend anogen --concepts runs/bottle/concepts
     """
-    from anogen_data.config import resolve_generate_config
-    from anogen_data.stages.generate import index_file_category, run_generate
+    from anogen_data.config import load_params_section, resolve_generate_config
+    from anogen_data.stages.generate import count_layouts, index_file_category, run_generate
+
+    section = load_params_section(params, "generate")
+    if n is None and layouts is not None and "n" not in section:
+        n = count_layouts(layouts, defect or section.get("defect"))  # the file decides; params.yaml's n wins (DVC)
 
     overrides = {
-        "n": n, "backend": backend, "defect": defect, "seed": seed, "workers": workers,
+        "n": n, "backend": value(backend), "defect": defect, "seed": seed, "workers": workers,
         "out": None if out is None else str(out), "name": name, "model": model, "device": device, "dtype": dtype,
         "batch_size": batch_size,
     }
@@ -141,4 +151,4 @@ def generate_command(
         path = run_generate(config, index_file=index, layouts_file=layouts, concepts=concepts,
                             no_export=no_export, resume=resume, progress=start)
     if path is not None:  # None: a non-main `accelerate launch` process (the main one merges and writes)
-        typer.echo(f"wrote {path}")
+        say(f"wrote {path}")

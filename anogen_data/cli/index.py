@@ -6,26 +6,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from anogen_data.cli.app import CategoryOpt, DataOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app
-
-PROTOCOLS = ("first-third", "random-k")
-
-
-def _check_protocol(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in PROTOCOLS:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(PROTOCOLS)}")
-    return value
+from anogen_data.cli.app import CategoryOpt, DataOpt, ForceOpt, OutOpt, ParamsOpt, SeedOpt, app, console
+from anogen_data.cli.choices import Protocol, value
+from anogen_data.config import IndexConfig
 
 
-@app.command("index")
+@app.command("index", defaults=IndexConfig)
 def index_command(
     out: OutOpt,
     data: DataOpt = None,
     category: CategoryOpt = None,
     protocol: Annotated[
-        Optional[str],
+        Optional[Protocol],
         typer.Option(
-            "--protocol", callback=_check_protocol,
+            "--protocol",
             help="first-third: first ceil(1/3) of each defect type learns (AnomalyDiffusion/DualAnoDiff); "
             "random-k: K seeded shots (AnoGen).",
         ),
@@ -50,17 +44,16 @@ def index_command(
 
       anogen-data index --data /data/mvtec --category bottle --protocol random-k --shots 3 --seed 1 --out runs/bottle/index-k3
     """
-    from anogen_data.config import IndexConfig, resolve_config
+    from anogen_data.config import resolve_config
     from anogen_data.stages.index import run_index
 
-    overrides = {"data": data, "category": category, "protocol": protocol, "shots": shots, "seed": seed}
+    overrides = {"data": data, "category": category, "protocol": value(protocol), "shots": shots, "seed": seed}
     config = resolve_config(IndexConfig, params, "index", overrides)
     path = run_index(config, out, force=force)
     _print_summary(path, config)
 
 
 def _print_summary(path, config) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from anogen_data.data.split import role_counts
@@ -72,6 +65,6 @@ def _print_summary(path, config) -> None:
         table.add_column(name, justify="left" if name == "defect type" else "right")
     for defect, counts in role_counts(read_index(path)).items():
         table.add_row(defect, str(counts["train"]), str(counts["learn"]), str(counts["eval"]))
-    console = Console()
-    console.print(table)
-    console.print(f"wrote {path}")
+    out = console()
+    out.print(table)
+    out.print(f"wrote {path}")

@@ -111,7 +111,10 @@ def _check_root(root: Path, category: str) -> Path:
     if not folder.is_dir():
         found = list_categories(root)
         listing = ", ".join(found) if found else "none (no folder with a train/ subfolder)"
-        raise AnogenError(f"category folder {folder} does not exist; categories found in {root}: {listing}")
+        from anogen_data.data.download import download_hint
+
+        raise AnogenError(f"category folder {folder} does not exist; categories found in {root}: {listing}; "
+                          f"{download_hint(category, root)}")
     good = folder / "train" / GOOD
     if not good.is_dir() or not _images_in(good):
         raise AnogenError(f"{good} holds no images; a category needs good training images in train/good")

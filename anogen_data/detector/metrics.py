@@ -3,7 +3,9 @@
 AUPRO is the per-region-overlap curve of MVTec AD (Bergmann et al., IJCV 2021, "The MVTec Anomaly
 Detection Dataset"): for each threshold, PRO = mean over ground-truth connected regions of the fraction
 of the region above the threshold, against the false-positive rate over all normal pixels; the area
-under that curve up to FPR 0.3, divided by 0.3 (so a perfect detector scores 1.0).
+under that curve up to FPR 0.3, divided by 0.3 (so a perfect detector scores 1.0). Regions are
+8-connected, as in MVTec's official evaluation script and anomalib (and our COCO writer and filters):
+two defect pixels touching only at a corner are one region.
 
 Our AUPRO gives each anomalous pixel the weight 1 / (its region's size x number of regions): their
 sum above a score IS the PRO there, and the count of normal pixels above a score is the FPR. Only the
@@ -83,7 +85,7 @@ def binary_metrics(scores, target) -> dict[str, float]:
 def _region_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
     """(is-anomalous flags over all pixels, weight 1/|region| per anomalous pixel in the same order, #regions).
 
-    Regions are 4-connected (as ``scipy.ndimage.label``'s default), labelled by OpenCV on uint8 views.
+    Regions are 8-connected (MVTec AD's official evaluation, anomalib), labelled by OpenCV on uint8 views.
     """
     import cv2
 
@@ -93,7 +95,7 @@ def _region_weights(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray
     for a in arrays:
         if anomalous[offset : offset + a.size].any():
             inside = np.ascontiguousarray(a > 0)
-            count, labels = cv2.connectedComponents(inside.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+            count, labels = cv2.connectedComponents(inside.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
             region_ids.append(np.extract(inside, labels) + (regions - 1))  # row-major, like the flags
             regions += count - 1
         offset += a.size

@@ -19,7 +19,7 @@ import numpy as np
 
 from anogen_data.config import BenchmarkConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import atomic_output_dir, check_output_dir, sha256_file, write_json
+from anogen_data.files import atomic_output_dir, check_output_dir, sha256_file, split_metrics, write_json
 from anogen_data.records import IndexEntry, read_index
 
 
@@ -135,9 +135,10 @@ def score_map_figure(images, maps, masks, contents, labels, count: int) -> np.nd
 
 
 def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConfig, force: bool = False) -> dict:
-    """Evaluate; write ``out/metrics.json``, ``out/pr_{pixel,image}.json``, ``out/score_maps.png`` atomically.
+    """Evaluate; write ``out/metrics.json``, ``out/info.json``, ``out/pr_{pixel,image}.json``, ``out/score_maps.png``.
 
-    Returns the metrics report (as in metrics.json).
+    ``metrics.json`` holds numbers only (the DVC metric); ``info.json`` the model, category, canvas, index
+    hash and config. Written atomically. Returns the whole report (both files' keys).
     """
     from anogen_data.data.image_io import write_png
     from anogen_data.detector.metrics import evaluate_with_curves
@@ -161,7 +162,9 @@ def run_benchmark(model_dir: Path, index: Path, out: Path, config: BenchmarkConf
         "index_sha256": sha256_file(Path(index)), "config": config_to_dict(config),
     }
     with atomic_output_dir(Path(out), force=force) as tmp:
-        write_json(tmp / "metrics.json", report)
+        numbers, info = split_metrics(report)
+        write_json(tmp / "metrics.json", numbers)
+        write_json(tmp / "info.json", info)
         for level, rows in curves.items():
             write_json(tmp / f"pr_{level}.json", rows)
         write_png(tmp / "score_maps.png", score_map_figure(images, cropped, masks, contents, labels, config.figures))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from anogen_data.config import ExportConfig
 from anogen_data.errors import AnogenError
-from anogen_data.files import sha256_file
+from anogen_data.files import read_jsonl, sha256_file, split_metrics, write_json
 from anogen_data.paths import check_plain_name
 from anogen_data.records import IndexEntry, read_records
 from anogen_data.schemas import ScoreRow, iter_rows
@@ -63,7 +63,7 @@ def _sibling_config(path: Path | None) -> dict | None:
 
 def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, records_file: Path | None = None,
                scores_file: Path | None = None, name: str | None = None, version: int | None = None,
-               concepts_dir: Path | None = None) -> Path:
+               concepts_dir: Path | None = None, stats_out: Path | None = None) -> Path:
     """Write a dataset version from the stage's input files; returns the version folder.
 
     Args:
@@ -76,6 +76,8 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
         name: dataset name; the index's category when None.
         version: N of ``v<N>``; the next free number when None.
         concepts_dir: learned concepts folder whose files are hashed into the lineage.
+        stats_out: also write the numbers of the version's ``stats.json`` here (a git-tracked DVC metric
+            outside the cached version, so ``dvc metrics diff`` needs no cache).
     """
     if scores_file is not None and records_file is None:
         raise AnogenError("--scores needs --records: the scores rate synthetic records")
@@ -94,8 +96,20 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
                 configs[stage] = cfg
     if concepts_dir is not None:
         lineage["concepts_dir"] = str(concepts_dir)
-    return write_version(
+    folder = write_version(
         Path(out_root), name or category, category=category, index=entries, records=records,
         records_dir=Path(records_file).parent if records_file is not None else None, scores=scores,
         version=version, lineage=lineage, configs=configs, config=config,
     )
+    if stats_out is not None:
+        write_stats_metric(folder / "stats.json", Path(stats_out))
+    return folder
+
+
+def write_stats_metric(stats_file: Path, out: Path) -> None:
+    """Write the numbers of ``stats_file`` to ``out`` atomically (lists such as histograms stay in the version)."""
+    numbers, _ = split_metrics(json.loads(stats_file.read_text(encoding="utf-8")))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    write_json(tmp, numbers)
+    tmp.replace(out)

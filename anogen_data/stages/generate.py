@@ -102,6 +102,11 @@ def select_layouts(layouts: list[Layout], config: GenerateConfig, source: str) -
     return layouts[: config.n]
 
 
+def count_layouts(layouts_file: Path, defect: str | None = None) -> int:
+    """How many layouts of ``layouts_file`` ``generate`` would use (those of ``defect`` when given)."""
+    return sum(1 for x in read_layouts(Path(layouts_file)) if defect is None or x.defect_type == defect)
+
+
 def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry], layouts_file: Path | None,
                  progress: Progress | None) -> list[Layout]:
     """The first ``config.n`` layouts of ``layouts_file``, or of ``config.propose`` proposed now.

@@ -19,16 +19,26 @@ DEMO = "demo"
 
 
 def resolve_data_root(config: IndexConfig) -> Path:
-    """The data root for ``config``: the rendered demo root when ``data`` is "demo", else ``data``."""
-    if str(config.data) == DEMO:
-        if config.category != DEMO:
-            raise AnogenError(
-                f"category '{config.category}' needs real data: pass --data pointing at the folder that "
-                f"holds {config.category}/ (only --category demo works without --data)"
-            )
-        from anogen_data.data.demo import demo_root
+    """The data root for ``config``.
 
-        return demo_root()
+    ``data`` "demo" (the default) means: the rendered demo root for ``--category demo``, else the data
+    root set once (``$ANOGEN_DATA``, or ``<cache>/data`` where ``anogen-data download`` writes). A missing
+    category says how to get it; nothing is ever downloaded here.
+    """
+    from anogen_data.data.download import default_data_root, download_hint
+
+    if str(config.data) == DEMO:
+        if config.category == DEMO:
+            from anogen_data.data.demo import demo_root
+
+            return demo_root()
+        root = default_data_root()
+        if not (root / config.category).is_dir():
+            raise AnogenError(
+                f"category '{config.category}' is not under the data root {root} (set ANOGEN_DATA or data: in "
+                f"params.yaml, or pass --data); {download_hint(config.category, root)}"
+            )
+        return root
     return Path(config.data).expanduser()
 
 

@@ -1,5 +1,8 @@
 """Stage ``quality``: dataset-level quality metrics of one version, written to ``quality.json`` (a DVC metric).
 
+``quality.json`` holds numbers only; the backbone name, version path and config go to
+``quality.info.json`` beside it (not a metric, so ``dvc exp show`` gets no string columns).
+
 Reads the version's ``records.jsonl`` (generated anomalies; paths relative to the version folder) and
 the index's held-out real anomalies (role "eval"). Metrics: ``anogen_data.quality`` (KID on
 EfficientNet-Lite0 features, Binkowski et al., ICLR 2018; diversity; mask agreement), for datasets made
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from anogen_data.config import QualityConfig, config_to_dict
 from anogen_data.errors import AnogenError
-from anogen_data.files import check_writable, follow_umask, write_json
+from anogen_data.files import check_writable, follow_umask, split_metrics, write_json
 from anogen_data.filters.embed import Embedder
 from anogen_data.quality.report import Item, measure, quality_report
 from anogen_data.records import IndexEntry, read_records
@@ -51,7 +54,10 @@ def real_eval_items(entries: list[IndexEntry], index_file: Path) -> list[Item]:
 
 def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_file: Path, *,
                 progress: bool = True) -> dict:
-    """Measure a version against the index's eval anomalies and write ``out_file`` (quality.json) atomically."""
+    """Measure a version against the index's eval anomalies; write ``out_file`` (numbers) and its info file.
+
+    Returns the whole report (numbers and info together).
+    """
     from rich.progress import Progress
 
     check_writable(Path(out_file))  # before the backbone passes, not after
@@ -71,10 +77,18 @@ def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_
     fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     os.close(fd)
     follow_umask(Path(tmp))  # mkstemp makes 0600; quality.json is shared like every other output
+    numbers, info = split_metrics(report)
     try:
-        write_json(Path(tmp), report)
+        write_json(Path(tmp), info)
+        os.replace(tmp, info_file(out_file))
+        write_json(Path(tmp), numbers)
         os.replace(tmp, out_file)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return report
+
+
+def info_file(out_file: Path) -> Path:
+    """Where the non-numeric part of ``quality.json`` goes: ``quality.info.json`` beside it."""
+    return Path(out_file).with_name(Path(out_file).stem + ".info.json")

@@ -41,7 +41,7 @@ class SynthesisContext:
         good_paths: role "train" good images (texture sources for ``perlin``, BCM references).
         concepts_dir: output folder of ``concepts learn`` (diffusion backends only).
         model: hub id, local folder or "tiny" (diffusion backends only).
-        device: "auto", "cpu", "cuda", ...; dtype: "auto", "float16", "bfloat16", "float32".
+        device: "auto", "cpu", "cuda", ...; dtype: "auto", "fp32", "fp16", "bf16" (long torch names read as aliases).
         batch_size: samples per ``apply_batch`` call (diffusion backends batch; CPU ones loop).
         options: backend-specific parameters (the ``generate.options.<backend>`` params section).
     """

@@ -3,7 +3,8 @@
 One test, in order, because each step needs the previous one's state: ``dvc repro`` builds everything;
 a second ``dvc repro`` runs nothing; ``dvc exp run -S generate.n=...`` reruns generate and everything
 downstream but not index/learn/propose; ``dvc metrics show`` lists the dataset stats, quality and benchmark
-metrics; ``dvc plots show`` renders the pixel/image PR curves. DVC calls the ``anogen-data`` installed
+metrics (numbers only, git-tracked) and, like ``metrics diff`` and ``plots show``, prints no "failed to
+load" warning; ``dvc plots show`` renders the pixel/image PR curves. DVC calls the ``anogen-data`` installed
 beside this interpreter (put first on PATH).
 Slow (a few minutes on 2 CPU cores); ``.ci/run`` runs it.
 """
@@ -52,12 +53,19 @@ def _ran(output: str) -> set[str]:
     return {name.split("@")[0] for name in RAN.findall(output)}
 
 
+def _numbers_only(tree) -> bool:
+    """True when every leaf of a nested dict is a number (or null for an undefined one)."""
+    if isinstance(tree, dict):
+        return all(_numbers_only(value) for value in tree.values())
+    return tree is None or (isinstance(tree, (int, float)) and not isinstance(tree, bool))
+
+
 @pytest.fixture(scope="module")
 def smoke_repo(tmp_path_factory) -> Path:
     """A new git repository holding a copy of pipelines/smoke, committed once, with DVC initialised."""
     root = tmp_path_factory.mktemp("smoke")
     for item in SMOKE.iterdir():
-        if item.name not in {"runs", "datasets", "models", "metrics", "dvc.lock", ".gitignore"}:
+        if item.name not in {"runs", "datasets", "models", "metrics", "dvc.lock", ".gitignore", ".dvc", ".dvcignore"}:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, root / item.name)
     _run(root, "git", "init", "-q")
     _dvc(root, "init", "-q")
@@ -74,6 +82,14 @@ def test_smoke_pipeline_repro_rerun_experiment_metrics(smoke_repo):
     assert _ran(first) == stages, first
     version = smoke_repo / "datasets" / "demo" / "v1"
     assert (version / "manifest.json").is_file() and (version / "stats.json").is_file()
+    for command in (("metrics", "show"), ("plots", "show")):
+        shown = _dvc(smoke_repo, *command)
+        assert "failed to load" not in shown.lower() and "warning" not in shown.lower(), shown
+    metrics = smoke_repo / "metrics" / "demo"
+    for name in ("stats.json", "quality.json", "benchmark/metrics.json"):
+        assert _numbers_only(json.loads((metrics / name).read_text())), f"{name} holds more than numbers"
+    assert json.loads((metrics / "benchmark" / "info.json").read_text())["model"] == "unet"
+    assert "backbone" in json.loads((metrics / "quality.info.json").read_text())
 
     second = _dvc(smoke_repo, "repro")
     assert _ran(second) == set(), f"a second dvc repro ran stages:\n{second}"
@@ -90,8 +106,9 @@ def test_smoke_pipeline_repro_rerun_experiment_metrics(smoke_repo):
 
     shown = json.loads(_dvc(smoke_repo, "metrics", "show", "--json"))
     files = {Path(name).as_posix() for rev in shown.values() for name in rev["data"]}
-    assert {"datasets/demo/v1/stats.json", "metrics/demo/quality.json",
-            "metrics/demo/benchmark/metrics.json"} <= files, files
+    assert files == {"metrics/demo/stats.json", "metrics/demo/quality.json", "metrics/demo/benchmark/metrics.json"}
+    diff = _dvc(smoke_repo, "metrics", "diff")  # HEAD (committed above) vs the experiment in the workspace
+    assert "failed to load" not in diff.lower() and "totals.synthetic" in diff, diff
 
     plots = json.loads(_dvc(smoke_repo, "plots", "show", "--json"))["data"]
     for level in ("pixel", "image"):  # the PR curves render as vega line plots of recall vs precision

@@ -44,11 +44,14 @@ def test_export_verify_and_immutability(run_cli, demo_index, tmp_path):
     params.write_text("export:\n  contact_sheet_cells: 6\n  workers: 1\n")
     out = tmp_path / "datasets"
     args = ["export", "--index", demo_index, "--records", records, "--scores", scores, "--out", out, "--params", params]
-    code, stdout, err = run_cli(*args, "--workers", "2")
+    code, stdout, err = run_cli(*args, "--workers", "2", "--stats-out", tmp_path / "metrics" / "demo" / "stats.json")
     assert code == 0, err
     version = out / "demo" / "v1"
     assert f"wrote {version}" in stdout.replace("\n", "")
     stats = json.loads((version / "stats.json").read_text())
+    metric = json.loads((tmp_path / "metrics" / "demo" / "stats.json").read_text())  # the git-tracked DVC metric
+    assert metric["counts"] == stats["counts"] and metric["totals"] == stats["totals"]
+    assert not any(isinstance(v, (str, list, bool)) for v in metric["filters"].values())  # numbers only
     assert stats["counts"]["train"]["scratch"]["synthetic"] == 3  # one record dropped by the filter
     assert stats["filters"]["pass_rate"] == 0.75 and stats["filters"]["per_filter"] == {"sharpness": 0.75}
     lineage = json.loads((version / "manifest.json").read_text())["lineage"]

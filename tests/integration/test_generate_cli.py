@@ -112,10 +112,16 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, t
     _same_tree(tmp_path / "fresh", tmp_path / "run")
 
 
+def test_unknown_backend_is_a_usage_error_listing_the_choices(run_cli, demo_index, tmp_path):
+    code, _, err = run_cli("generate", "--category", "demo", "--n", "3", "--index", demo_index, "--no-export",
+                           "--out", tmp_path / "o", "--backend", "gan")
+    assert code == 2 and "'gan' is not one of" in err and "paste" in err and "dualanodiff" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (("--backend", "gan"), "valid backends: paste, perlin, cutpaste"),
         (("--n", "0"), "--n: Input should be greater than or equal to 1"),
         (("--defect", "dent"), "defect type 'dent'"),
         (("--placement", "spiral"), "--placement: Input should be 'auto', 'polar' or 'free'"),
@@ -210,3 +216,32 @@ def test_category_comes_from_the_index(run_cli, make_mvtec, demo_index, tmp_path
     code, _, err = run_cli("generate", "--index", index, "--category", "demo", "--n", 2, "--out", tmp_path / "ds2")
     assert code == 1 and "indexes category 'widget'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ds2").exists()
+
+
+def test_layouts_without_n_take_the_files_count(run_cli, demo_index, tmp_path):
+    code, _, err = run_cli("propose", "--index", demo_index, "--out", tmp_path / "layouts", "--n", 7)
+    assert code == 0, err
+    layouts = tmp_path / "layouts" / "layouts.jsonl"
+    code, out, err = run_cli("generate", "--category", "demo", "--index", demo_index, "--layouts", layouts,
+                             "--no-export", "--out", tmp_path / "synth", "--backend", "cutpaste", "-q")
+    assert code == 0, err
+    assert out == "" and err == ""  # -q: no progress bar, no status line
+    assert len(read_records(tmp_path / "synth" / "records.jsonl")) == 7  # not GenerateConfig.n (100)
+    params = tmp_path / "params.yaml"
+    params.write_text("generate:\n  n: 3\n")
+    code, _, err = run_cli("generate", "--category", "demo", "--index", demo_index, "--layouts", layouts,
+                           "--no-export", "--out", tmp_path / "synth3", "--backend", "cutpaste", "--params", params)
+    assert code == 0, err
+    assert len(read_records(tmp_path / "synth3" / "records.jsonl")) == 3  # params.yaml's n still wins (DVC)
+
+
+def test_generate_as_typed_reads_the_category_under_the_data_root(run_cli, make_mvtec, tmp_path, monkeypatch):
+    root = make_mvtec(defects={"scratch": 3}, good=4)  # ROOT/widget
+    monkeypatch.setenv("ANOGEN_DATA", str(root))
+    monkeypatch.chdir(tmp_path)  # the default --out (datasets) lands here
+    code, _, err = run_cli("generate", "--category", "widget", "--n", 2, "-q")
+    assert code == 0, err
+    assert (tmp_path / "datasets" / "widget" / "v1" / "manifest.json").is_file()
+    code, _, err = run_cli("generate", "--category", "screw", "--n", 2)
+    assert code == 1 and "anogen-data download mvtec --category screw" in err
+    assert not (tmp_path / "datasets" / "screw").exists()  # nothing downloaded, nothing written

@@ -41,9 +41,12 @@ def test_train_then_benchmark_on_demo(run_cli, demo_version, demo_index, tmp_pat
     code, out, err = run_cli("benchmark", tmp_path / "model", "--index", demo_index, "--out", tmp_path / "bench")
     assert code == 0, err
     metrics = json.loads((tmp_path / "bench" / "metrics.json").read_text())
+    info = json.loads((tmp_path / "bench" / "info.json").read_text())
     from anogen_data.records import read_index
 
     assert metrics["n_eval"] == sum(e.role == "eval" for e in read_index(demo_index))
+    assert all(v is None or type(v) in (int, float) for v in metrics.values())  # a DVC metric: numbers only
+    assert info["category"] == "demo" and len(info["index_sha256"]) == 64 and "fpr_limit" in info["config"]
     for key in ("image_auroc", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"):
         assert 0.0 <= metrics[key] <= 1.0
     from anogen_data.data.image_io import read_image

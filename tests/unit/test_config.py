@@ -127,3 +127,32 @@ def test_generate_config_names_moved_and_nested_keys(tmp_path, text, needle):
 
     with pytest.raises(AnogenError, match=re.escape(needle)):
         resolve_generate_config(_params(tmp_path, text), {})
+
+
+def test_top_level_data_sets_the_root_once_and_a_section_data_wins(tmp_path):
+    from anogen_data.config import IndexConfig, LearnConfig, resolve_config, resolve_generate_config
+
+    params = tmp_path / "params.yaml"
+    params.write_text("data: /mnt/mvtec\nindex:\n  seed: 2\ngenerate:\n  n: 3\n")
+    assert resolve_config(IndexConfig, params, "index", {}).data == "/mnt/mvtec"
+    assert resolve_generate_config(params, {}).index.data == "/mnt/mvtec"  # generate runs the index section
+    params.write_text("data: /mnt/mvtec\nindex:\n  data: /elsewhere\n")
+    assert resolve_config(IndexConfig, params, "index", {}).data == "/elsewhere"
+    assert resolve_config(IndexConfig, params, "index", {"data": "/cli"}).data == "/cli"
+    resolve_config(LearnConfig, params, "learn", {})  # sections without a data field ignore it
+
+
+def test_anogen_data_is_the_root_when_none_is_given(tmp_path, monkeypatch, make_mvtec):
+    from anogen_data.config import IndexConfig
+    from anogen_data.errors import AnogenError
+    from anogen_data.stages.index import resolve_data_root
+
+    root = make_mvtec(defects={"spot": 3})  # ROOT/widget
+    monkeypatch.setenv("ANOGEN_DATA", str(root))
+    assert resolve_data_root(IndexConfig(category="widget")) == root
+    with pytest.raises(AnogenError, match="anogen-data download mvtec --category screw"):
+        resolve_data_root(IndexConfig(category="screw"))
+    monkeypatch.delenv("ANOGEN_DATA")
+    monkeypatch.setenv("ANOGEN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(AnogenError, match=f"not under the data root {tmp_path / 'cache' / 'data'}"):
+        resolve_data_root(IndexConfig(category="widget"))

@@ -51,18 +51,21 @@ def _cli_commands() -> dict[tuple[str, ...], object]:
     return found
 
 
-def _stages(root: Path = REPO, files=PIPELINE_FILES) -> list[tuple[Path, object]]:
-    """Resolved DVC stages of every pipeline file: [(pipeline file, PipelineStage)]."""
+def _stages(files=PIPELINE_FILES) -> list[tuple[Path, object]]:
+    """Resolved DVC stages of every pipeline file: [(pipeline file, PipelineStage)].
+
+    Each pipeline folder is its own DVC project (the root, and ``pipelines/*`` made with ``dvc init --subdir``).
+    """
     from dvc.repo import Repo
 
-    repo = Repo(str(root), uninitialized=True)
-    try:
-        stages = []
-        for path in files:
+    stages = []
+    for path in files:
+        repo = Repo(str(path.parent), uninitialized=True)
+        try:
             stages += [(path, stage) for stage in repo.stage.collect(str(path))]
-        return stages
-    finally:
-        repo.close()
+        finally:
+            repo.close()
+    return stages
 
 
 try:
@@ -243,7 +246,7 @@ def test_checks_reject_a_broken_pipeline(tmp_path, case):
     (tmp_path / "params.yaml").write_text("index:\n  seed: 0\n  colour: red\n", encoding="utf-8")
     stage = {"cmd": cmd, "params": ["index.seed"], "outs": ["runs/i"]}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"index": stage}}), encoding="utf-8")
-    (pipeline, resolved), = _stages(tmp_path, [tmp_path / "dvc.yaml"])
+    (pipeline, resolved), = _stages([tmp_path / "dvc.yaml"])
     with pytest.raises(AssertionError, match=message):
         for check in (check_command, check_params, check_paths):
             check(pipeline, resolved)
@@ -263,6 +266,35 @@ def test_root_pipeline_declares_metrics_plots_artifacts():
         artifacts = repo.artifacts.read().get("dvc.yaml", {})
     finally:
         repo.close()
-    assert {"stats.json", "quality.json", "metrics.json"} <= stage_metrics | top_metrics
+    assert {"stats.json", "quality.json", "metrics.json"} <= stage_metrics
+    assert not top_metrics, "a top-level metric points into a cached output: `dvc metrics diff` would need the cache"
     assert stage_plots or top_plots, "dvc.yaml declares no plots (loss / PR curves)"
     assert {a.type for a in artifacts.values()} >= {"dataset", "model"}, artifacts
+
+
+def test_metrics_are_git_tracked_and_info_files_are_not_metrics():
+    """Every declared metric is cache: false; the stages' info files are declared outs, not metrics."""
+    for pipeline, stage in STAGES:
+        for out in stage.outs:
+            name = Path(out.fs_path).name
+            if out.metric:
+                assert not out.use_cache, f"{pipeline}: metric {name} of {stage.name} must be cache: false"
+                assert "info" not in name, f"{pipeline}: {name} holds strings/configs and must not be a metric"
+            if name in ("info.json", "quality.info.json"):
+                assert not out.metric and not out.use_cache, f"{pipeline}: {name} of {stage.name}: plain git-tracked out"
+    exports = [s for _, s in STAGES if _group(s) == "export"]
+    assert exports and all(any(o.metric and Path(o.fs_path).name == "stats.json" for o in s.outs) for s in exports)
+
+
+def test_pipeline_folders_are_dvc_subprojects_the_root_never_reads():
+    """pipelines/* have their own .dvc/, so the root's metrics/plots show never look for their outputs."""
+    from dvc.repo import Repo
+
+    for path in PIPELINE_FILES[1:]:
+        assert (path.parent / ".dvc" / "config").is_file(), f"{path.parent} is not a DVC subproject (dvc init --subdir)"
+    repo = Repo(str(REPO), uninitialized=True)
+    try:
+        declared = [*repo.index._metrics, *repo.index._plots, *(s.path for s in repo.index.stages)]
+    finally:
+        repo.close()
+    assert declared and not [p for p in declared if "pipelines" in Path(p).parts], declared

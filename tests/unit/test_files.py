@@ -1,4 +1,5 @@
-"""Data safety of output folders: the --force marker, the umask, stale temporary folders, no empty parents."""
+"""``anogen_data.files``: data safety of output folders (the --force marker, the umask, stale temporary folders,
+no empty parents) and the metrics/info split."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from anogen_data.errors import AnogenError
-from anogen_data.files import MARKER, atomic_output_dir, check_writable, clean_stale, current_umask
+from anogen_data.files import MARKER, atomic_output_dir, check_writable, clean_stale, current_umask, split_metrics
 
 
 @pytest.fixture
@@ -143,3 +144,15 @@ def test_check_writable(tmp_path):
         ro.mkdir(mode=0o555)
         with pytest.raises(AnogenError, match="cannot write"):
             check_writable(ro / "out")
+
+def test_split_metrics_keeps_numbers_and_moves_the_rest_with_the_same_nesting():
+    report = {
+        "aupro": 0.5, "n_eval": 25, "image_ap": None, "model": "unet", "index_sha256": "ab" * 32,
+        "canvas": [64, 64], "ok": True,
+        "config": {"device": "auto", "fpr_limit": 0.3},  # settings, not results: info, whole
+        "per_defect": {"spot": {"kid": {"mean": 0.1, "backbone": "x"}}, "empty": {}},
+    }
+    numbers, info = split_metrics(report)
+    assert numbers == {"aupro": 0.5, "n_eval": 25, "image_ap": None, "per_defect": {"spot": {"kid": {"mean": 0.1}}}}
+    assert info == {"model": "unet", "index_sha256": "ab" * 32, "canvas": [64, 64], "ok": True,
+                    "config": {"device": "auto", "fpr_limit": 0.3}, "per_defect": {"spot": {"kid": {"backbone": "x"}}}}

@@ -20,7 +20,7 @@ def slow_aupro(maps, masks, fpr_limit=0.3):
             hit = score >= t
             false_pos += int((hit & (mask == 0)).sum())
             normal += int((mask == 0).sum())
-            labels, count = ndimage.label(mask > 0)
+            labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3)))  # 8-connected
             for region in range(1, count + 1):
                 inside = labels == region
                 overlaps.append((hit & inside).sum() / inside.sum())
@@ -71,6 +71,19 @@ def test_aupro_weights_regions_not_pixels():
     masks = [np.array([[1, 0]]), np.array([[1, 1, 1, 0]])]
     # at FPR 0 the 1-px region is fully found (1) and the 3-px one a third: PRO = (1 + 1/3) / 2
     assert aupro(maps, masks) == pytest.approx(2 / 3)
+
+
+def test_aupro_regions_are_8_connected():
+    # (0,0) touches (1,1) only at a corner: one 3-px region with 8-connectivity (MVTec, anomalib),
+    # a 1-px and a 2-px region with 4-connectivity
+    mask = np.array([[255, 0, 0], [0, 255, 255], [0, 0, 0]], dtype=np.uint8)
+    score = np.array([[0.9, 0.5, 0.15], [0.1, 0.7, 0.2], [0.08, 0.05, 0.01]])
+    # normals {.5, .15, .1, .08, .05, .01}: FPR 0 down to .7 (PRO 2/3: 2 of 3 px), 1/6 at .5, PRO 1 at .2,
+    # then FPR 2/6 > .3 at .15: area = 1/6 * 2/3 + (.3 - 1/6) * 1 = 11/45, / .3 = 22/27
+    assert aupro([score], [mask]) == pytest.approx(22 / 27)
+    # 4-connected it would be 1/6 * (1 + 1/2) / 2 + (.3 - 1/6) = 31/120, / .3 = 31/36
+    assert aupro([score], [mask]) != pytest.approx(31 / 36)
+    assert slow_aupro([score], [mask]) == pytest.approx(22 / 27)
 
 
 def test_aupro_perfect_and_inverted():
