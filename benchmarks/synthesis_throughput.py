@@ -164,7 +164,7 @@ def dual_lines(args, device: torch.device, half: torch.dtype) -> list[str]:
     steps, name = args.steps or STEPS["dualanodiff"], dtype_name(half)
     say("DualAnoDiff: building the reference components")
     reference = dual_components(args, device, torch.float32, ours=False)
-    head = f"### DualAnoDiff: {reference.resolution} px, {steps} denoising steps per pair, guidance 2.5"
+    head = f"### DualAnoDiff: {reference.resolution} px, {steps} denoising steps per pair, guidance 2.0"
     if args.flops_only:
         flops = pair_step_flops(reference, 1)
         t = seconds(lambda: dual_pipe(reference)(1, 0, 1), device)
