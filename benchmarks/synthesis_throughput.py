@@ -41,7 +41,7 @@ from _common import append_results
 from _diffusion_bench import (build, cast, config_line, count_flops, describe, dtype_name,
                               matmul_peak, peak_memory_gib, reset_peak_memory, say, seconds, sync, unet_call)
 
-STEPS = {"anogen": 50, "dualanodiff": 100}  # the papers' denoising steps
+STEPS = {"anogen": 50, "dualanodiff": 50}  # the releases' denoising steps (DualAnoDiff BCM: PNDM 50)
 
 
 # ---------------------------------------------------------------- AnoGen

@@ -183,10 +183,14 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     def _prompt_embeds(self, whole: str, part: str, adapters, pairs: int, cfg: bool) -> torch.Tensor:
         """(2B or 4B, 77, D): rows (whole, part) per pair; with CFG [uncond pairs, cond pairs]."""
-        cond = encode_prompts(self.text_encoder, self.tokenizer, [whole, part], list(adapters))
+        # concepts loaded with load_lora_weights carry the shared text LoRA under both branch names; a model
+        # fresh from training has it once (dual_lora.TEXT_ADAPTER, active): then no per-row routing
+        loaded = getattr(self.text_encoder, "peft_config", {})
+        routing = list(adapters) if all(a in loaded for a in adapters) else None
+        cond = encode_prompts(self.text_encoder, self.tokenizer, [whole, part], routing)
         rows = [cond.repeat(pairs, 1, 1)]
         if cfg:
-            uncond = encode_prompts(self.text_encoder, self.tokenizer, ["", ""], list(adapters))
+            uncond = encode_prompts(self.text_encoder, self.tokenizer, ["", ""], routing)
             rows.insert(0, uncond.repeat(pairs, 1, 1))
         return torch.cat(rows).to(self._execution_device, self.unet.dtype)
 
