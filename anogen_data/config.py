@@ -72,7 +72,7 @@ class LearnConfig:
     dualanodiff_batch_size: int = 4  # pairs per step, as released (a pair = whole + part image)
     dualanodiff_lr: float = 2e-5  # released constant learning rate
     dualanodiff_rank: int = 32  # released LoRA rank, per branch
-    dualanodiff_train_text_encoder: bool = True  # the release also puts LoRA on the text encoder
+    dualanodiff_train_text_encoder: bool = True  # the release also trains one text-encoder LoRA, shared by both branches
     dualanodiff_whole_prompt: str = "a vfx with sks"  # released nested prompt of the whole-image branch
     dualanodiff_part_prompt: str = "sks"  # released prompt of the anomaly-part branch
     dualanodiff_resolution: int = 0  # 0: the model's native side (512 for SD-1.5)

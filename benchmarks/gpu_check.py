@@ -214,7 +214,7 @@ def extrapolated_seconds(call, steps: int, target: int, device) -> float:
 # ---------------------------------------------------------------- DualAnoDiff
 def dual_inputs(plan: Plan):
     from anogen_data.concepts.dual_lora import shot_tensors
-    from anogen_data.synthesis.dual_reference import to_tensor
+    from anogen_data.diffusion.dual_reference import to_tensor
 
     data = shots(plan)
     images, masks = [s.image for s in data], [s.mask for s in data]

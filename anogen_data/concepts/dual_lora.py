@@ -13,7 +13,7 @@ same thing in both ("sks" is one learned word). Loss: noise MSE of the whole bra
 part branch. Only LoRA, SAIM and BCM train.
 
 BCM's training reference of each shot is that same shot with its foreground and its defect removed
-(:func:`anogen_data.synthesis.dual_reference.defect_free_background`), flipped/cropped together with it,
+(:func:`anogen_data.diffusion.dual_reference.defect_free_background`), flipped/cropped together with it,
 as the release pairs each image with its own foreground-removed copy.
 
 Artefacts (diffusers' own formats, so a stock pipeline loads them):
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from anogen_data.diffusion.conditioning import BRANCHES, PART, WHOLE, branch_adapters, encode_prompts, pair_adapters
 from anogen_data.synthesis.dual_attention import DualModules
-from anogen_data.synthesis.dual_reference import defect_free_background, to_tensor
+from anogen_data.diffusion.dual_reference import defect_free_background, to_tensor
 
 __all__ = [  # the conditioning helpers are re-exported: callers of this module keep their imports
     "BRANCHES", "PART", "TEXT_ADAPTER", "WHOLE", "DualTrainOptions", "add_branch_adapters", "branch_adapters",

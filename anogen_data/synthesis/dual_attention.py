@@ -21,7 +21,7 @@ part. Classifier-free guidance concatenates ``[uncond pairs, cond pairs]``, whic
   values from ``(1 - a) * own + a * MLP(reference)``, with a small MLP and a learnable scalar ``a``
   initialised to 0 (so an untrained BCM is also the identity). Reference row ``r`` serves whole row
   ``2r`` (one reference per pair of the batch; with guidance the unconditional pairs get their own
-  references, :mod:`anogen_data.synthesis.dual_reference`).
+  references, :mod:`anogen_data.diffusion.dual_reference`).
 
 ``DualModules`` owns the parameters (saved with ``save_pretrained`` as safetensors + config.json);
 ``DualModules.attached(unet)`` installs them on a UNet for the duration of a ``with`` block.
@@ -48,7 +48,7 @@ class DualState:
     """Switches shared by every installed SAIM hook and BCM processor.
 
     Attributes:
-        saim: apply SAIM after each transformer block (needs an even, pair-interleaved batch).
+        saim: apply SAIM in every attention processor (needs an even, pair-interleaved batch).
         bcm: "off" (plain self-attention), "write" (store self-attention inputs of the reference pass in
             ``bank``) or "read" (whole-image rows mix the stored reference into their keys/values).
         bank: block name -> stored self-attention input, (R, N, C) for R reference images.

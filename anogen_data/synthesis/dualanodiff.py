@@ -39,7 +39,7 @@ from anogen_data.records import Layout
 from anogen_data.synthesis.base import RECIPE_EXTRA, Backend
 from anogen_data.synthesis.dual_attention import DualModules, average_map, capture_cross_attention
 from anogen_data.synthesis.dual_mask import fuse_attention, mask_agreement, part_mask
-from anogen_data.synthesis.dual_reference import background_only, to_tensor, zero_image
+from anogen_data.diffusion.dual_reference import background_only, to_tensor, zero_image
 
 SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler"}  # option name -> diffusers class
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SCHEDULER = 50, 2.0, "pndm"  # the release's BCM sampling settings
@@ -73,7 +73,7 @@ class DualAnoDiffOutput(BaseOutput):
 
 
 class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
-    """Joint whole/part denoising with per-branch LoRA adapters, SAIM and BCM.
+    """Joint whole/part denoising with per-branch UNet LoRA adapters (one shared text LoRA), SAIM and BCM.
 
     Components are Stable Diffusion's (``vae``, ``text_encoder``, ``tokenizer``, ``unet``,
     ``scheduler``) plus ``dual`` (:class:`DualModules`). Load branch LoRAs with ``load_lora_weights``.

@@ -15,7 +15,7 @@ from anogen_data.records import Layout
 from anogen_data.synthesis import get_backend
 from anogen_data.synthesis.base import SynthesisContext
 from anogen_data.synthesis.dual_attention import DualModules
-from anogen_data.synthesis.dual_reference import to_tensor
+from anogen_data.diffusion.dual_reference import to_tensor
 from anogen_data.synthesis.dualanodiff import DualAnoDiffBackend, DualAnoDiffPipeline, background_only
 
 SIZE = 32  # pixels: latents 16 x 16 through the tiny VAE
@@ -216,7 +216,7 @@ def inspect_defaults(func) -> dict:
 
 def test_training_and_generation_modules_do_not_import_each_other():
     """concepts/dual_lora.py and synthesis/dualanodiff.py share diffusion/conditioning.py and
-    synthesis/dual_reference.py; dual_lora must not import the generation module, even inside a function."""
+    diffusion/dual_reference.py; dual_lora must not import the generation module, even inside a function."""
     import ast
     from pathlib import Path
 
