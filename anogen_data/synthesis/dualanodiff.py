@@ -64,7 +64,10 @@ def make_scheduler(name: str, config):
 @dataclass
 class DualAnoDiffOutput(BaseOutput):
     """Per pair: ``images`` whole images and ``parts`` part images, uint8 (B, H, W, 3); ``masks`` uint8
-    (B, H, W) {0, 255}, 255 = defect; ``agreement`` IoU of each mask with the whole image's change map."""
+    (B, H, W) {0, 255}, 255 = defect; ``agreement`` IoU of each mask with the whole image's change map
+    against its BCM reference. Only meaningful when the reference still shows the object (texture
+    categories): for objects the reference has the object removed, so the change map is the whole object
+    (the ``quality`` stage leaves DualAnoDiff records out of its agreement statistics for that reason)."""
 
     images: np.ndarray
     parts: np.ndarray
