@@ -69,15 +69,15 @@ class LearnConfig:
     dtype: str = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
     seed: int = 0
     anogen_steps: int = 6100  # AnoGen's released textual-inversion settings
-    anogen_batch_size: int = 4  # AnoGen's released batch size
-    anogen_lr: float = 5e-3  # base lr per sample (textual inversion's base_learning_rate)
+    anogen_batch_size: int = 2  # the release's SD-1.5 config (v1-finetune.yaml); its 256 px LDM config uses 4
+    anogen_lr: float = 5e-3  # base lr per sample (v1-finetune.yaml base_learning_rate): x batch 2 = 0.01
     anogen_scale_lr: bool = True  # lr = base lr x batch size, as AnoGen / textual inversion do
     anogen_init_word: str = "defect"  # the new token starts from this word's embedding (AnoGen)
     dualanodiff_steps: int = 5000  # DualAnoDiff's released step count
     dualanodiff_batch_size: int = 4  # pairs per step, as released (a pair = whole + part image)
     dualanodiff_lr: float = 2e-5  # released constant learning rate
     dualanodiff_rank: int = 32  # released LoRA rank, per branch
-    dualanodiff_train_text_encoder: bool = True  # the release also puts LoRA on the text encoder
+    dualanodiff_train_text_encoder: bool = True  # the release also trains one text-encoder LoRA, shared by both branches
     dualanodiff_whole_prompt: str = "a vfx with sks"  # released nested prompt of the whole-image branch
     dualanodiff_part_prompt: str = "sks"  # released prompt of the anomaly-part branch
     dualanodiff_resolution: int = 0  # 0: the model's native side (512 for SD-1.5)

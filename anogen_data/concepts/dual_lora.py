@@ -7,12 +7,19 @@ For each learn shot the whole anomalous image and its anomaly *part* (image x bi
 are VAE-encoded, get independent noise at the SAME timestep and run as one interleaved batch (row 2i
 whole, 2i+1 part; see :mod:`anogen_data.synthesis.dual_attention`). Prompts are nested: "a vfx with sks"
 (whole) and "sks" (part). Each branch has its own peft LoRA adapter ("whole", "part") on every UNet
-attention projection (and on the text encoder); peft's mixed-batch forward picks the adapter per row.
-Loss: noise MSE of the whole branch + noise MSE of the part branch. Only LoRA, SAIM and BCM train.
+attention projection; peft's mixed-batch forward picks the adapter per row. The text encoder gets ONE
+LoRA shared by both branches, as the release trains it: that is what makes the nested prompts mean the
+same thing in both ("sks" is one learned word). Loss: noise MSE of the whole branch + noise MSE of the
+part branch. Only LoRA, SAIM and BCM train.
+
+BCM's training reference of each shot is that same shot with its foreground and its defect removed
+(:func:`anogen_data.diffusion.dual_reference.defect_free_background`), flipped/cropped together with it,
+as the release pairs each image with its own foreground-removed copy.
 
 Artefacts (diffusers' own formats, so a stock pipeline loads them):
 ``pytorch_lora_weights_whole.safetensors``, ``pytorch_lora_weights_part.safetensors`` (load with
-``pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)``) and ``dual_modules/``
+``pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)``; both files carry the same shared
+text-encoder LoRA, so either loads a complete branch) and ``dual_modules/``
 (``DualModules.save_pretrained``: SAIM + BCM weights as safetensors).
 """
 
@@ -22,17 +29,23 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anogen_data.diffusion.conditioning import BRANCHES, PART, WHOLE, branch_adapters, encode_prompts, pair_adapters
 from anogen_data.synthesis.dual_attention import DualModules
+from anogen_data.diffusion.dual_reference import defect_free_background, to_tensor
 
-WHOLE, PART = "whole", "part"
-BRANCHES = (WHOLE, PART)
+__all__ = [  # the conditioning helpers are re-exported: callers of this module keep their imports
+    "BRANCHES", "PART", "TEXT_ADAPTER", "WHOLE", "DualTrainOptions", "add_branch_adapters", "branch_adapters",
+    "encode_prompts", "fixed_loss", "learn_dual_concept", "load_dual_concept", "lora_weight_name", "pair_adapters",
+    "save_dual_concept", "seeded", "shot_tensors", "to_tensor", "train_dual_lora",
+]
+
+TEXT_ADAPTER = "text"  # the ONE text-encoder LoRA, shared by both branches (the release)
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -49,7 +62,7 @@ class DualTrainOptions:
     Attributes:
         steps, batch_size, lr: 5,000 steps of 4 pairs at a constant 2e-5 (the release).
         rank: LoRA rank of every adapter (alpha = rank, so the LoRA scale is 1).
-        train_text_encoder: also put a per-branch LoRA on the text encoder (the release does).
+        train_text_encoder: also train one text-encoder LoRA shared by both branches (the release does).
         whole_prompt, part_prompt: the nested prompts.
         resolution: training side in pixels (None: the model's native side).
         gradient_checkpointing, use_8bit_adam: memory savers for 24 GB GPUs.
@@ -78,76 +91,32 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def add_branch_adapters(unet, text_encoder=None, rank: int = 32) -> None:
-    """Add the "whole" and "part" LoRA adapters; freeze everything else, make both adapters trainable."""
+    """Add the "whole" and "part" UNet LoRA adapters (and ONE shared text-encoder adapter); freeze
+    everything else, make the adapters trainable."""
     from peft import LoraConfig
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    models = [(unet, UNET_TARGETS)] + ([(text_encoder, TEXT_TARGETS)] if text_encoder is not None else [])
-    for model, targets in models:
-        model.requires_grad_(False)
-        config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
-        with warnings.catch_warnings():  # peft warns on the second adapter: two adapters is the point
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            for branch in BRANCHES:
-                model.add_adapter(config, adapter_name=branch)
-        for module in model.modules():
-            if isinstance(module, BaseTunerLayer):
-                module.set_adapter(list(BRANCHES))  # both active; rows pick theirs via branch_adapters
-        for name, param in model.named_parameters():
+    unet.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=UNET_TARGETS)
+    with warnings.catch_warnings():  # peft warns on the second adapter: two adapters is the point
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for branch in BRANCHES:
+            unet.add_adapter(config, adapter_name=branch)
+    for module in unet.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.set_adapter(list(BRANCHES))  # both active; rows pick theirs via branch_adapters
+    if text_encoder is not None:
+        text_encoder.requires_grad_(False)
+        text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                            target_modules=TEXT_TARGETS), adapter_name=TEXT_ADAPTER)
+        text_encoder.set_adapter(TEXT_ADAPTER)
+    for model in (unet, text_encoder):
+        for name, param in model.named_parameters() if model is not None else ():
             param.requires_grad_("lora_" in name)
 
 
-def _inject_adapter_names(module, args, kwargs, adapter_names):
-    return args, {**kwargs, "adapter_names": adapter_names}
-
-
-@contextlib.contextmanager
-def branch_adapters(model, adapter_names: Sequence[str]) -> Iterator[None]:
-    """Within the block, row ``i`` of every LoRA layer's input uses adapter ``adapter_names[i]``.
-
-    This is peft's mixed-batch LoRA forward (``adapter_names`` keyword of ``LoraLayer.forward``),
-    installed with our own hooks because peft only offers it for inference; gradients flow through it.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    names = list(adapter_names)
-    hook = partial(_inject_adapter_names, adapter_names=names)
-    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in model.modules() if isinstance(m, LoraLayer)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def pair_adapters(pairs: int, whole: str = WHOLE, part: str = PART) -> list[str]:
-    """Adapter name per row of an interleaved batch of ``pairs`` pairs: [whole, part, whole, part, ...]."""
-    return [whole, part] * pairs
-
-
-def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], adapters: Sequence[str] | None) -> torch.Tensor:
-    """CLIP hidden states (len(prompts), 77, D); row i through adapter ``adapters[i]`` (None: no LoRA)."""
-    ids = tokenizer(
-        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids.to(text_encoder.device)
-    from peft.tuners.lora import LoraLayer
-
-    has_lora = adapters is not None and any(isinstance(m, LoraLayer) for m in text_encoder.modules())
-    with branch_adapters(text_encoder, adapters) if has_lora else contextlib.nullcontext():
-        return text_encoder(ids)[0]
-
-
-def to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """uint8 (H, W, C) images of any sizes -> float (N, C, size, size) in [-1, 1] (area-resized each)."""
-    out = []
-    for image in images:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-        out.append(F.interpolate(x, size=(size, size), mode="area") if x.shape[-2:] != (size, size) else x)
-    return torch.cat(out) / 127.5 - 1.0
-
-
 def shot_tensors(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """Stack (whole, part, mask) per shot: (K, 7, size, size); part = image on black where mask is 0.
+    """Stack (whole, part, mask) per shot: (K, 7, size, size) in [-1, 1]; part = image on black where mask is 0.
 
     Args:
         images: uint8 (H, W, 3); masks: uint8 (H, W), 255 = defect.
@@ -159,7 +128,10 @@ def shot_tensors(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], size
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The same random horizontal flip and crop (80-100 % side, resized back) on all channels of a row."""
+    """The same random horizontal flip and crop (80-100 % side, resized back) on all channels of a row.
+
+    Rows are (K, C, R, R) with channels 0:3 whole, 3:6 part, 6 mask and, when present, 7:10 the shot's
+    BCM reference, so the reference stays aligned with its shot (the release seeds both alike)."""
     rows, _, size, _ = batch.shape
     out = []
     for row in batch:
@@ -221,7 +193,8 @@ def train_dual_lora(
             scheduler, device, dtype); adapters are added here unless the UNet already has them.
         dual: SAIM/BCM modules for ``components.unet`` (moved to its device, trained in fp32).
         shots: (K, 7, R, R) from :func:`shot_tensors` (whole, part, mask channels in [-1, 1]).
-        backgrounds: (G, 3, R, R) in [-1, 1], background-only good images for BCM.
+        backgrounds: (K, 3, R, R) in [-1, 1], BCM's reference of each shot (row k for shot k: the shot
+            without foreground and defect, :func:`dual_reference.defect_free_background`).
         options: steps, batch, lr, prompts, memory savers, seed.
         on_step: called with (step, loss) after every step (progress bars).
     """
@@ -268,8 +241,11 @@ def _train_step(components, text_encoder, state, shots, backgrounds, options, ge
     """
     unet, vae, scheduler, device = components.unet, components.vae, components.scheduler, components.device
     pairs = options.batch_size
-    batch = augment(shots[torch.randint(len(shots), (pairs,), generator=gen)], gen)
-    refs = backgrounds[torch.randint(len(backgrounds), (pairs,), generator=gen)]
+    if len(backgrounds) != len(shots):
+        raise ValueError(f"need one BCM reference per shot, got {len(backgrounds)} for {len(shots)} shots")
+    picks = torch.randint(len(shots), (pairs,), generator=gen)
+    batch = augment(torch.cat([shots[picks], backgrounds[picks]], dim=1), gen)  # same flip/crop for both
+    refs = batch[:, 7:10]
     with torch.no_grad():
         latents = encode_latents(vae, interleave(batch[:, :3], batch[:, 3:6]), gen).float()
         ref_latents = encode_latents(vae, refs, gen).float()
@@ -278,10 +254,8 @@ def _train_step(components, text_encoder, state, shots, backgrounds, options, ge
     t_pairs = torch.randint(0, scheduler.config.num_train_timesteps, (pairs,), generator=gen).to(device)
     timesteps = t_pairs.repeat_interleave(2)  # both branches of a pair share the timestep
     noisy = scheduler.add_noise(latents, noise, timesteps).to(unet.dtype)
-    prompt_adapters = [WHOLE, PART] if text_encoder is not None else None
-    with torch.set_grad_enabled(torch.is_grad_enabled() and text_encoder is not None):
-        embeds = encode_prompts(components.text_encoder, components.tokenizer,
-                                [options.whole_prompt, options.part_prompt], prompt_adapters)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and text_encoder is not None):  # ONE shared text LoRA
+        embeds = encode_prompts(components.text_encoder, components.tokenizer, [options.whole_prompt, options.part_prompt])
     embeds = embeds.repeat(pairs, 1, 1)  # (2B, 77, D), rows (whole, part) per pair
     with torch.no_grad(), branch_adapters(unet, [WHOLE] * pairs):
         state.bcm = "write"
@@ -300,6 +274,13 @@ def _train_step(components, text_encoder, state, shots, backgrounds, options, ge
     return loss
 
 
+def _text_adapter(text_encoder) -> str | None:
+    """The shared text-encoder adapter's name, or None when the text encoder has no LoRA."""
+    if text_encoder is None or not getattr(text_encoder, "_hf_peft_config_loaded", False):
+        return None
+    return TEXT_ADAPTER if TEXT_ADAPTER in text_encoder.peft_config else next(iter(text_encoder.peft_config))
+
+
 def save_dual_concept(folder: Path, unet, text_encoder, dual: DualModules) -> list[str]:
     """Write both branch LoRAs (diffusers format) and ``dual_modules/``; returns the file names written."""
     from diffusers import StableDiffusionPipeline
@@ -308,17 +289,18 @@ def save_dual_concept(folder: Path, unet, text_encoder, dual: DualModules) -> li
 
     folder = Path(folder)
     names = []
-    te_has_lora = text_encoder is not None and getattr(text_encoder, "_hf_peft_config_loaded", False)
+    te_adapter = _text_adapter(text_encoder)
+    # Text-encoder keys stay in peft format: diffusers' loader reads them as is (its converted
+    # "lora_linear_layer" names are not mapped back by transformers 5 and load as missing). The ONE
+    # shared text LoRA goes into both branch files, so each loads as a complete stock LoRA.
+    te_layers = get_peft_model_state_dict(text_encoder, adapter_name=te_adapter) if te_adapter else None
+    te_meta = text_encoder.peft_config[te_adapter].to_dict() if te_adapter else None
     for branch in BRANCHES:
         unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=branch))
-        # Text-encoder keys stay in peft format: diffusers' loader reads them as is (its converted
-        # "lora_linear_layer" names are not mapped back by transformers 5 and load as missing).
-        te_layers = get_peft_model_state_dict(text_encoder, adapter_name=branch) if te_has_lora else None
         StableDiffusionPipeline.save_lora_weights(
             folder, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers,
-            weight_name=lora_weight_name(branch),
-            unet_lora_adapter_metadata=unet.peft_config[branch].to_dict(),
-            text_encoder_lora_adapter_metadata=text_encoder.peft_config[branch].to_dict() if te_has_lora else None,
+            weight_name=lora_weight_name(branch), unet_lora_adapter_metadata=unet.peft_config[branch].to_dict(),
+            text_encoder_lora_adapter_metadata=te_meta,
         )
         names.append(lora_weight_name(branch))
     dual.save_pretrained(folder / "dual_modules")
@@ -328,19 +310,19 @@ def save_dual_concept(folder: Path, unet, text_encoder, dual: DualModules) -> li
 def learn_dual_concept(components, images, masks, options: DualTrainOptions, folder: Path, on_step=None) -> dict:
     """Train and save one defect type's concept into ``folder``; returns the facts for concept.json.
 
-    BCM's references are the learn shots themselves with their foreground removed (the layout issue's
-    foreground estimate, then inpainting), so the module learns to keep the real background. The
-    branch adapters are removed from the shared model afterwards, so the next defect type starts fresh.
+    BCM's reference of each learn shot is that shot with its foreground (our estimate) and its defect
+    inpainted away, so the module learns to keep the real background and never sees a defect in it.
+    The adapters are removed from the shared model afterwards, so the next defect type starts fresh.
 
     Args:
         images: uint8 (H, W, 3) learn shots; masks: uint8 (H, W), 255 = defect.
     """
     from anogen_data.layout.foreground import estimate_foreground
-    from anogen_data.synthesis.dualanodiff import background_only
 
     size = options.resolution or components.resolution
     shots = shot_tensors(images, masks, size)
-    backgrounds = to_tensor([background_only(im, fg) for im, fg in zip(images, estimate_foreground(images), strict=True)], size)
+    references = [defect_free_background(im, m, fg) for im, m, fg in zip(images, masks, estimate_foreground(images), strict=True)]
+    backgrounds = to_tensor(references, size)
     text_encoder = components.text_encoder if options.train_text_encoder else None
     with seeded(options.seed):  # LoRA A and SAIM q/k/v come from the global RNG: same seed, same concept
         add_branch_adapters(components.unet, text_encoder, options.rank)
@@ -351,7 +333,7 @@ def learn_dual_concept(components, images, masks, options: DualTrainOptions, fol
     finally:
         components.unet.delete_adapters(list(BRANCHES))
         if text_encoder is not None:
-            text_encoder.delete_adapter(list(BRANCHES))
+            text_encoder.delete_adapter(TEXT_ADAPTER)
     return {
         "weights": files, "adapters": list(BRANCHES), "whole_prompt": options.whole_prompt,
         "part_prompt": options.part_prompt, "rank": options.rank, "steps": options.steps,

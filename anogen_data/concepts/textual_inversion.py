@@ -11,6 +11,20 @@ input embedding table: the table itself is frozen, so no other row can drift. Th
 diffusers' format (``{token: (1, width) fp32}`` in ``learned_embeds.safetensors``) so a stock
 pipeline's ``load_textual_inversion`` loads it.
 
+Differences from the released code (gaobb/AnoGen ``DIFFUSION/``, a fork of rinongal/textual_inversion),
+each chosen to match what the release does with SD-1.5:
+- **Augmentation = the release's**: the whole image resized to the model's square side plus a random
+  horizontal flip (``ldm/data/personalized.py``). No random crops: crops of any aspect ratio resized to
+  a square stretched the defects (width/height ratio 0.2-4.2 on a square defect), so the token learnt
+  distorted shapes. Non-square images are first cut to the square of side min(H, W) that holds the
+  defect box (the release stretches them; MVTec images are square, so this only matters elsewhere).
+- **Precision**: the release trains in fp32. The text encoder, the trainable vector and everything
+  between them run in fp32 here even when the frozen UNet/VAE are bf16/fp16 (the text encoder is cast
+  up for training and back afterwards); only the UNet runs in half precision.
+- **Learning rate**: the release's Stable Diffusion config (``configs/stable-diffusion/v1-finetune.yaml``:
+  base lr 5e-3, batch 2, scaled by batch = 0.01) is our default because we default to SD-1.5; the
+  0.02 of its LDM config (batch 4) belongs to the 256 px LDM the paper used.
+
 Conventions: images uint8 (H, W, 3) RGB; masks uint8 (H, W) {0, 255}, 255 = defect; pixels fed to the
 VAE are float in [-1, 1]; latents (B, 4, H / f, W / f) with f the VAE scale factor.
 """
@@ -142,19 +156,35 @@ def masked_noise_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return ((pred.float() - target.float()) ** 2 * mask).mean()
 
 
-def make_augment(resolution: int, seed: int):
-    """Flips and a random crop that keeps the whole defect box, resized to ``resolution`` (albumentations)."""
-    import albumentations as A
+def square_window(height: int, width: int, box: Sequence[float]) -> tuple[int, int, int, int]:
+    """The (x0, y0, x1, y1) square of side min(H, W) that holds ``box`` (centred on it along the long side);
+    the whole image when it is square."""
+    side = min(height, width)
+    bx0, by0, bx1, by1 = box
+    x0 = min(max(0, round((bx0 + bx1 - side) / 2)), width - side)
+    y0 = min(max(0, round((by0 + by1 - side) / 2)), height - side)
+    return x0, y0, x0 + side, y0 + side
 
-    return A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.VerticalFlip(p=0.5),
-            A.RandomSizedBBoxSafeCrop(height=resolution, width=resolution, erosion_rate=0.0),
-        ],
-        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]),
-        seed=seed,
-    )
+
+def make_augment(resolution: int, seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The release's augmentation: ``(image, mask) -> (image, mask)`` resized to ``resolution`` square
+    (image bicubic, as the release; mask by area, any defect pixel kept) and flipped left-right with
+    probability 0.5 (drawn from ``seed``). Defects keep their aspect ratio (no crops, no vertical flips)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+
+    def augment(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x0, y0, x1, y1 = square_window(*mask.shape, defect_box(mask))
+        image, mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+        if image.shape[0] != resolution:
+            image = cv2.resize(image, (resolution, resolution), interpolation=cv2.INTER_CUBIC)
+            mask = np.where(cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA) > 0, 255, 0)
+        if rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask, dtype=np.uint8)
+
+    return augment
 
 
 def defect_box(mask: np.ndarray) -> list[float]:
@@ -170,9 +200,9 @@ def _batch(shots: Sequence[Shot], picks: np.ndarray, augment) -> tuple[torch.Ten
     images, masks = [], []
     for i in picks:
         shot = shots[int(i)]
-        out = augment(image=shot.image, mask=shot.mask, bboxes=[defect_box(shot.mask)], labels=[0])
-        images.append(torch.from_numpy(np.ascontiguousarray(out["image"])))
-        masks.append(torch.from_numpy(np.ascontiguousarray(out["mask"])))
+        image, mask = augment(shot.image, shot.mask)
+        images.append(torch.from_numpy(image))
+        masks.append(torch.from_numpy(mask))
     pixels = torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return pixels, torch.stack(masks)
 
@@ -198,7 +228,7 @@ def masked_step_loss(components, noise_scheduler, pixels: torch.Tensor, masks: t
     noise = torch.randn(latents.shape, generator=generator).to(c.device, c.dtype)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(c.device)
     noisy = noise_scheduler.add_noise(latents, noise, t)
-    hidden = c.text_encoder(ids)[0].to(c.dtype)
+    hidden = c.text_encoder(ids)[0].to(c.dtype)  # fp32 text path (learn_token), half-precision UNet
     pred = c.unet(noisy, t, hidden).sample
     if noise_scheduler.config.prediction_type == "epsilon":
         target = noise
@@ -214,8 +244,8 @@ def learn_token(
     token: str,
     init_word: str = "defect",
     steps: int = 6100,
-    batch_size: int = 4,
-    lr: float = 5e-3,
+    batch_size: int = 2,
+    lr: float = 0.01,
     templates: Sequence[str] = TEMPLATES,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
@@ -226,7 +256,8 @@ def learn_token(
         components: :class:`anogen_data.diffusion.loading.Components` (frozen; the tokenizer and the
             embedding table gain one token).
         shots: the real anomalies of one defect type (images any size; augmented to the model resolution).
-        lr: the learning rate actually used (callers scale the paper's base lr by batch size).
+        batch_size, lr: the release's SD-1.5 setting, batch 2 at 5e-3 x 2 = 0.01 (the learning rate actually
+            used; callers scale the base lr by batch size).
         on_step: called with (step, loss) after each step (progress bars).
 
     Returns:
@@ -237,6 +268,8 @@ def learn_token(
     from diffusers import DDPMScheduler
 
     c = components
+    text_dtype = c.text_encoder.dtype
+    c.text_encoder.to(dtype=torch.float32)  # the release trains in fp32: vector and text path stay fp32
     init = init_embedding(c.tokenizer, c.text_encoder, init_word)
     token_id = add_token(c.tokenizer, c.text_encoder, token)
     set_embedding(c.text_encoder, token_id, init)
@@ -260,6 +293,7 @@ def learn_token(
                 on_step(step, losses[-1])
     finally:
         injector.remove()
+        c.text_encoder.to(dtype=text_dtype)
     vector = injector.vector.detach().float().cpu()
     set_embedding(c.text_encoder, token_id, vector)  # the new row now holds the learned vector
     return LearnedConcept(token=token, token_id=token_id, vector=vector, losses=losses)

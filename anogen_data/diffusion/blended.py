@@ -16,18 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-
-def encode_prompts(components, prompts: Sequence[str]) -> torch.Tensor:
-    """CLIP hidden states (B, 77, width) of ``prompts``; each distinct prompt is encoded alone (batch 1),
-    so a sample's embedding does not depend on its batch."""
-    tok = components.tokenizer
-    cache: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for prompt in dict.fromkeys(prompts):
-            ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids.to(components.device)
-            cache[prompt] = components.text_encoder(ids)[0].to(components.dtype)
-    return torch.cat([cache[p] for p in prompts])
+from anogen_data.diffusion.conditioning import encode_prompts
 
 
 def _noise(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -85,8 +74,8 @@ def blended_latent_diffusion(
     scheduler.set_timesteps(steps, device=c.device)
     z0 = encode_images(c, pixels)
     m = masks.to(c.device, c.dtype)
-    cond = encode_prompts(c, prompts)
-    uncond = encode_prompts(c, [negative_prompt] * len(prompts))
+    cond = encode_prompts(c.text_encoder, c.tokenizer, prompts, dtype=c.dtype)
+    uncond = encode_prompts(c.text_encoder, c.tokenizer, [negative_prompt] * len(prompts), dtype=c.dtype)
     context = torch.cat([uncond, cond])
     shape = z0.shape[1:]
     first = _noise(shape, generators).to(c.device, c.dtype)

@@ -30,13 +30,14 @@ BACKBONE = "EfficientNet-Lite0, ImageNet weights of efficientnet-lite0-pytorch-m
 
 @dataclass(frozen=True)
 class Item:
-    """One anomaly to measure: image path, mask path, defect type, and its source for generated ones."""
+    """One anomaly to measure: image path, mask path, defect type, and (generated ones) its source and backend."""
 
     defect_type: str
     image_path: Path
     mask_path: Path
     bbox_xyxy: tuple[int, int, int, int] | None = None
-    source_path: Path | None = None
+    source_path: Path | None = None  # None: no mask-agreement scores (real anomalies, whole-image backends)
+    backend: str = ""  # synthesis backend of a generated item ("" for real anomalies)
 
 
 @dataclass

@@ -22,10 +22,19 @@ from anogen_data.filters.embed import Embedder
 from anogen_data.quality.report import Item, measure, quality_report
 from anogen_data.records import IndexEntry, read_records
 from anogen_data.stages.index import load_index_entries
+from anogen_data.synthesis import WHOLE_IMAGE_BACKENDS
+
+
+AGREEMENT_SKIP_REASON = (
+    "backend renders the whole image anew (DualAnoDiff draws the whole object), so every pixel differs from "
+    "the source and a change map against it (or against the source with its object removed) does not say where "
+    "the defect is; mask_change_iou / mask_leakage cover the other records only"
+)
 
 
 def generated_items(version_dir: Path, entries: list[IndexEntry] | None = None) -> list[Item]:
-    """The version's synthetic anomalies (``records.jsonl``), with their sources for mask agreement.
+    """The version's synthetic anomalies (``records.jsonl``), with their sources for mask agreement
+    (no source for records of whole-image backends: their agreement is skipped, see ``agreement_skipped``).
 
     With ``entries`` every record's source must be a train/learn image of that index (the same category).
     """
@@ -40,7 +49,16 @@ def generated_items(version_dir: Path, entries: list[IndexEntry] | None = None) 
             raise AnogenError(f"{records_file}: record {record.id} names source {record.source_path}, which does "
                               "not exist; mount the real data at the path the index used")
     return [Item(r.defect_type, Path(version_dir) / r.image_path, Path(version_dir) / r.mask_path,
-                 tuple(r.bbox_xyxy), Path(r.source_path)) for r in records]
+                 tuple(r.bbox_xyxy), None if r.backend in WHOLE_IMAGE_BACKENDS else Path(r.source_path),
+                 r.backend) for r in records]
+
+
+def agreement_skipped(items: list[Item]) -> dict | None:
+    """quality.json's note on records left out of the mask-agreement statistics (None when none were)."""
+    skipped = [item for item in items if item.backend in WHOLE_IMAGE_BACKENDS]
+    if not skipped:
+        return None
+    return {"n": len(skipped), "backends": sorted({item.backend for item in skipped}), "reason": AGREEMENT_SKIP_REASON}
 
 
 def real_eval_items(entries: list[IndexEntry], index_file: Path) -> list[Item]:
@@ -72,6 +90,9 @@ def run_quality(config: QualityConfig, version_dir: Path, index_file: Path, out_
         generated_sets = measure(generated, embedder, config, advance)
     report = {**quality_report(real_sets, generated_sets, config), "version": str(version_dir),
               "config": config_to_dict(config)}
+    skipped = agreement_skipped(generated)
+    if skipped:
+        report["mask_agreement_skipped"] = skipped
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)

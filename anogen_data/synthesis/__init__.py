@@ -20,6 +20,9 @@ BACKENDS: dict[str, str] = {
 }
 
 CPU_BACKENDS = ("paste", "perlin", "cutpaste")
+# Backends that render the whole image anew (DualAnoDiff draws the whole object): every pixel differs
+# from the layout's source, so mask/pixel agreement against the source measures nothing for them.
+WHOLE_IMAGE_BACKENDS = ("dualanodiff",)
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -34,4 +37,4 @@ def get_backend(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["BACKENDS", "CPU_BACKENDS", "Backend", "SynthesisContext", "get_backend"]
+__all__ = ["BACKENDS", "CPU_BACKENDS", "WHOLE_IMAGE_BACKENDS", "Backend", "SynthesisContext", "get_backend"]

@@ -6,10 +6,16 @@ the defect type's learned token (``concepts learn --method anogen``) makes a def
 50 DDIM steps, guidance 10. The label is the box (``mask_quality = "box"``); as an extra the mask PNG
 is refined to where the image visibly changed inside the box (threshold + morphology).
 
-Unlike the released code, pixels outside the box are pasted back from the source after decoding, so the
-background is byte-identical. High-resolution sources: a window of the model's resolution around the
-box is cropped, generated and pasted back; the whole image is never resized (a box larger than the
-model's resolution gets a larger window, resized to the model's resolution and back).
+The seam. The release keeps the whole decoded image, so the VAE's reconstruction error covers the
+whole picture. Pasting back only the box (our first version) drew that error as a hard rectangle
+exactly on the label: a detector can learn "VAE texture in a rectangle". We blend the generated window
+into the source with a weight that ramps linearly from 1 to 0 across the box border, over a band of
+``blend_margin`` pixels centred on it (:func:`blend_weights`); outside the blend region (the box grown
+by half the margin, ``recipe["blend_xyxy"]``) the image stays byte-identical to the source, and the
+refined mask may mark any pixel of that region that visibly changed. ``blend_margin: 0`` restores the
+hard paste at the box. High-resolution sources: a window of the model's resolution around the blend
+region is cropped, generated and blended back; the whole image is never resized (a region larger than
+the model's resolution gets a larger window, resized to the model's resolution and back).
 
 Conventions: images uint8 (H, W, 3) RGB; masks uint8 (H, W) {0, 255}, 255 = defect; boxes xyxy with
 x1/y1 exclusive.
@@ -42,6 +48,7 @@ class AnoGenOptions:
     negative_prompt: str = ""  # the unconditional prompt of classifier-free guidance
     mask_threshold: int = 24  # refined mask: max channel change (0-255) that counts as "changed"
     mask_kernel: int = 3  # refined mask: open + close with this square kernel (pixels; 1 = none)
+    blend_margin: int = 16  # px band centred on the box border where the window fades into the source; 0 = hard paste
     compile: bool = False  # torch.compile the UNet (pays off for runs of hundreds of images on a GPU)
 
 
@@ -85,19 +92,63 @@ def latent_box_mask(box_in_window: Sequence[float], window_size: tuple[int, int]
     return mask
 
 
-def refined_mask(source: np.ndarray, output: np.ndarray, box: Sequence[int], threshold: int, kernel: int) -> np.ndarray:
-    """uint8 (H, W) {0, 255}: pixels inside ``box`` whose largest channel change exceeds ``threshold``,
-    opened and closed with a ``kernel`` square; the whole box when nothing passes."""
+def blend_region(box: Sequence[int], margin: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixels a blend of ``margin`` may change: ``box`` grown by ceil(margin / 2), clipped to the image."""
+    grow = math.ceil(max(0, margin) / 2)
+    x0, y0, x1, y1 = box
+    return max(0, x0 - grow), max(0, y0 - grow), min(width, x1 + grow), min(height, y1 + grow)
+
+
+def blend_weights(region: Sequence[int], box: Sequence[int], margin: int) -> np.ndarray:
+    """float32 (h, w) in [0, 1] over ``region`` (x0, y0, x1, y1): the generated window's weight per pixel.
+
+    ``clip(0.5 - d / margin, 0, 1)`` with d the signed distance of the pixel centre to the border of
+    ``box`` (negative inside): 1 deeper than margin / 2 inside the box, 0.5 on its border, 0 from
+    margin / 2 outside, linear in between. ``margin <= 0``: 1 inside the box, 0 outside (hard paste).
+    """
+    rx0, ry0, rx1, ry1 = region
+    x0, y0, x1, y1 = box
+    xc = np.arange(rx0, rx1, dtype=np.float64)[None, :] + 0.5
+    yc = np.arange(ry0, ry1, dtype=np.float64)[:, None] + 0.5
+    dx = np.maximum(np.maximum(x0 - xc, xc - x1), 0.0)
+    dy = np.maximum(np.maximum(y0 - yc, yc - y1), 0.0)
+    inside = (dx == 0) & (dy == 0)
+    if margin <= 0:
+        return np.broadcast_to(inside, (ry1 - ry0, rx1 - rx0)).astype(np.float32)
+    depth = np.minimum(np.minimum(xc - x0, x1 - xc), np.minimum(yc - y0, y1 - yc))
+    signed = np.where(inside, -depth, np.hypot(dx, dy))
+    return np.clip(0.5 - signed / margin, 0.0, 1.0).astype(np.float32)
+
+
+def blend_into(source: np.ndarray, generated: np.ndarray, region: Sequence[int], weights: np.ndarray) -> np.ndarray:
+    """``source`` with ``region`` replaced by ``round(w * generated + (1 - w) * source)``; every pixel
+    outside ``region`` (and every pixel of weight 0) keeps the source's bytes. Both uint8 (H, W, 3)."""
+    x0, y0, x1, y1 = region
+    out = source.copy()
+    w = weights[..., None]
+    mixed = w * generated[y0:y1, x0:x1].astype(np.float32) + (1 - w) * source[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.where(w > 0, np.clip(np.rint(mixed), 0, 255), source[y0:y1, x0:x1]).astype(np.uint8)
+    return out
+
+
+def refined_mask(source: np.ndarray, output: np.ndarray, box: Sequence[int], threshold: int, kernel: int,
+                 region: Sequence[int] | None = None) -> np.ndarray:
+    """uint8 (H, W) {0, 255}: pixels inside ``region`` (default: ``box``) whose largest channel change
+    exceeds ``threshold``, opened and closed with a ``kernel`` square; the whole box when nothing passes."""
     import cv2
 
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = region if region is not None else box
     mask = np.zeros(source.shape[:2], np.uint8)
     diff = np.abs(output[y0:y1, x0:x1].astype(np.int16) - source[y0:y1, x0:x1]).max(axis=2)
     inside = np.where(diff > threshold, 255, 0).astype(np.uint8)
     if kernel > 1 and inside.size:
         element = np.ones((kernel, kernel), np.uint8)
         inside = cv2.morphologyEx(cv2.morphologyEx(inside, cv2.MORPH_OPEN, element), cv2.MORPH_CLOSE, element)
-    mask[y0:y1, x0:x1] = inside if inside.any() else 255
+    if inside.any():
+        mask[y0:y1, x0:x1] = inside
+    else:
+        bx0, by0, bx1, by1 = box
+        mask[by0:by1, bx0:bx1] = 255
     return mask
 
 
@@ -165,9 +216,12 @@ class AnoGenBackend(Backend):
         height, width = image.shape[:2]
         check_box(layout.bbox_xyxy, width, height, where=f"layout {layout.id}")
         o = self.options
+        region = blend_region(layout.bbox_xyxy, o.blend_margin, width, height)
         return {
             "seed": int(rng.integers(0, 2**63 - 1)),
-            "window_xyxy": list(crop_window(width, height, layout.bbox_xyxy, self.components.resolution)),
+            "window_xyxy": list(crop_window(width, height, region, self.components.resolution)),
+            "blend_margin": o.blend_margin,
+            "blend_xyxy": list(region),  # the only pixels that may differ from the source
             "prompt": o.prompt.format(self.token_for(layout.defect_type)),
             "steps": o.steps,
             "guidance": o.guidance,
@@ -181,8 +235,9 @@ class AnoGenBackend(Backend):
         """Generate the samples ``context.batch_size`` at a time; empty boxes return the source unchanged.
 
         Returns:
-            (image uint8 (H, W, 3), mask uint8 (H, W) {0, 255}) per sample; outside its box each image
-            is byte-identical to its source.
+            (image uint8 (H, W, 3), mask uint8 (H, W) {0, 255}) per sample; outside its blend region
+            (``recipe["blend_xyxy"]``: the box grown by half of ``blend_margin``) each image is
+            byte-identical to its source.
         """
         results: list = [None] * len(images)
         todo = []
@@ -227,9 +282,14 @@ class AnoGenBackend(Backend):
         outputs = []
         for image, layout, recipe, gen in zip(images, layouts, recipes, generated):
             wx0, wy0, wx1, wy1 = recipe["window_xyxy"]
-            back = _resize(gen, (wx1 - wx0, wy1 - wy0))
-            x0, y0, x1, y1 = layout.bbox_xyxy
-            out = image.copy()
-            out[y0:y1, x0:x1] = back[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-            outputs.append((out, refined_mask(image, out, layout.bbox_xyxy, o.mask_threshold, o.mask_kernel)))
+            margin = int(recipe.get("blend_margin", 0))  # recipes written before blending pasted the box
+            region = blend_region(layout.bbox_xyxy, margin, image.shape[1], image.shape[0])
+            if not (wx0 <= region[0] and wy0 <= region[1] and region[2] <= wx1 and region[3] <= wy1):
+                raise AnogenError(f"layout {layout.id}: blend region {list(region)} is not inside the recipe's "
+                                  f"window {recipe['window_xyxy']}; re-run generate to make fresh recipes")
+            window = image.copy()
+            window[wy0:wy1, wx0:wx1] = _resize(gen, (wx1 - wx0, wy1 - wy0))
+            out = blend_into(image, window, region, blend_weights(region, layout.bbox_xyxy, margin))
+            mask = refined_mask(image, out, layout.bbox_xyxy, o.mask_threshold, o.mask_kernel, region=region)
+            outputs.append((out, mask))
         return outputs

@@ -4,13 +4,19 @@ Paper: Jin et al., "DualAnoDiff: Dual-Interrelated Diffusion Model for Few-Shot 
 Generation", CVPR 2025 (arXiv:2408.13509).
 
 ``DualAnoDiffPipeline.__call__`` runs in the fixed diffusers order: check inputs, encode prompts
-(each branch through its own LoRA), timesteps, latents (one ``torch.Generator`` per pair), denoise,
-decode. Every step denoises the whole-image and part-image latents of each pair jointly (rows
-interleaved, SAIM across the pair); with BCM on, the background-only reference of each pair is noised
-to the step and run through a "write" pass first. It returns the whole images, the part images and
-the masks derived from them (:mod:`anogen_data.synthesis.dual_mask`).
+(:func:`anogen_data.diffusion.conditioning.encode_prompts`), timesteps, latents (one ``torch.Generator``
+per pair), denoise, decode. Every step denoises the whole-image and part-image latents of each pair
+jointly (rows interleaved, SAIM across the pair); with BCM on, the references are noised to the step
+and run through a "write" pass first: each conditional pair reads its background-only image, each
+unconditional (guidance) pair the encoding of a zero image, as the release does, so guidance pushes
+towards the real background. It returns the whole images, the part images and the masks derived from
+them (:mod:`anogen_data.synthesis.dual_mask`).
 
-Release settings: 100 DDIM steps, guidance 2.5, prompts "a vfx with sks" / "sks".
+Release settings (BCM sampling script ``inference_test_tempt.py``): SD-1.5's PNDM scheduler, 50 steps,
+guidance 2.0 (1.2 for screw), prompts "a vfx with sks" / "sks"; these are the defaults of
+``generate.options.dualanodiff``. The release changes the BCM reference every 50 samples; ours is each
+layout's own good image. The release feeds the reference latents without SD's latent scaling factor;
+we scale them like every other latent.
 """
 
 from __future__ import annotations
@@ -26,20 +32,42 @@ from diffusers import DiffusionPipeline
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils import BaseOutput
 
-from anogen_data.concepts.dual_lora import (
-    PART, WHOLE, branch_adapters, encode_prompts, load_dual_concept, pair_adapters, to_tensor,
-)
+from anogen_data.concepts.dual_lora import load_dual_concept
+from anogen_data.diffusion.conditioning import PART, WHOLE, branch_adapters, encode_prompts, pair_adapters
 from anogen_data.errors import AnogenError
 from anogen_data.records import Layout
 from anogen_data.synthesis.base import RECIPE_EXTRA, Backend
 from anogen_data.synthesis.dual_attention import DualModules, average_map, capture_cross_attention
 from anogen_data.synthesis.dual_mask import fuse_attention, mask_agreement, part_mask
+from anogen_data.diffusion.dual_reference import background_only, to_tensor, zero_image
+
+SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler"}  # option name -> diffusers class
+DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SCHEDULER = 50, 2.0, "pndm"  # the release's BCM sampling settings
+
+
+def make_scheduler(name: str, config):
+    """A fresh diffusers scheduler ``name`` ("pndm" | "ddim") on ``config`` (SD-1.5's betas).
+
+    PNDM skips its Runge-Kutta warm-up steps, as SD-1.5's own scheduler config says.
+
+    Raises:
+        AnogenError: unknown name.
+    """
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise AnogenError(f"unknown dualanodiff scheduler '{name}'; valid: {', '.join(SCHEDULERS)}")
+    extra = {"skip_prk_steps": True} if name == "pndm" else {}
+    return getattr(diffusers, SCHEDULERS[name]).from_config(config, **extra)
 
 
 @dataclass
 class DualAnoDiffOutput(BaseOutput):
     """Per pair: ``images`` whole images and ``parts`` part images, uint8 (B, H, W, 3); ``masks`` uint8
-    (B, H, W) {0, 255}, 255 = defect; ``agreement`` IoU of each mask with the whole image's change map."""
+    (B, H, W) {0, 255}, 255 = defect; ``agreement`` IoU of each mask with the whole image's change map
+    against its BCM reference. Only meaningful when the reference still shows the object (texture
+    categories): for objects the reference has the object removed, so the change map is the whole object
+    (the ``quality`` stage leaves DualAnoDiff records out of its agreement statistics for that reason)."""
 
     images: np.ndarray
     parts: np.ndarray
@@ -48,7 +76,7 @@ class DualAnoDiffOutput(BaseOutput):
 
 
 class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
-    """Joint whole/part denoising with per-branch LoRA adapters, SAIM and BCM.
+    """Joint whole/part denoising with per-branch UNet LoRA adapters (one shared text LoRA), SAIM and BCM.
 
     Components are Stable Diffusion's (``vae``, ``text_encoder``, ``tokenizer``, ``unet``,
     ``scheduler``) plus ``dual`` (:class:`DualModules`). Load branch LoRAs with ``load_lora_weights``.
@@ -69,8 +97,8 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         generator: Sequence[torch.Generator],
         whole_prompt: str = "a vfx with sks",
         part_prompt: str = "sks",
-        num_inference_steps: int = 100,
-        guidance_scale: float = 2.5,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
         adapters: tuple[str, str] = (WHOLE, PART),
         saim: bool = True,
         bcm: bool = True,
@@ -100,16 +128,32 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         latent_shape = (2, self.unet.config.in_channels, size // self.vae_scale_factor, size // self.vae_scale_factor)
         latents = torch.cat([torch.randn(latent_shape, generator=g) for g in generator]).to(device, dtype)
         latents = latents * self.scheduler.init_noise_sigma
-        refs = to_tensor(backgrounds, size).to(device, self.vae.dtype)
-        # one VAE call per image, so a sample's bytes do not depend on its batch (BLAS picks kernels by M)
-        ref_latents = torch.cat([self.vae.encode(r[None]).latent_dist.mode() for r in refs]) * self.vae.config.scaling_factor
+        ref_latents = self.reference_latents(backgrounds, size, cfg)
         ref_noise = torch.cat([torch.randn((1, *latent_shape[1:]), generator=g) for g in generator]).to(device, dtype)
+        if cfg:  # the unconditional pairs' zero-image references are noised like their conditional twins
+            ref_noise = torch.cat([ref_noise, ref_noise])
         attention = self._attention_maps(part_prompt, pairs, cfg, attention_fusion > 0)
         with self.dual.attached(self.unet) as state, attention as maps:
             state.saim = saim
             latents = self._denoise(state, latents, embeds, ref_latents if bcm else None, ref_noise, guidance_scale, adapters)
         attention_map = average_map(maps, size).cpu().numpy() if maps else None
         return self._decode(latents, backgrounds, size, attention_map, attention_fusion)
+
+    @torch.no_grad()
+    def reference_latents(self, backgrounds: Sequence[np.ndarray], size: int, cfg: bool) -> torch.Tensor:
+        """BCM reference latents, one per pair row-block: (P, 4, h, w), or (2P, ...) with guidance where rows
+        [0, P) are the zero image's encoding (unconditional pairs) and [P, 2P) the backgrounds' (conditional).
+
+        Reference ``r`` serves whole row ``2r`` of the ``[uncond pairs, cond pairs]`` batch. One VAE call
+        per image, so a sample's bytes do not depend on its batch (BLAS picks kernels by M).
+        """
+        device, factor = self._execution_device, self.vae.config.scaling_factor
+        refs = to_tensor(backgrounds, size).to(device, self.vae.dtype)
+        latents = torch.cat([self.vae.encode(r[None]).latent_dist.mode() for r in refs]) * factor
+        if not cfg:
+            return latents
+        zero = self.vae.encode(zero_image(size).to(device, self.vae.dtype)).latent_dist.mode() * factor
+        return torch.cat([zero.expand_as(latents), latents])
 
     def _denoise(self, state, latents, embeds, ref_latents, ref_noise, guidance_scale: float, adapters) -> torch.Tensor:
         """The joint loop: per step a BCM write pass (when ``ref_latents``), then both branches with CFG."""
@@ -118,8 +162,8 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         row_adapters = pair_adapters(pairs * (2 if cfg else 1), *adapters)
         with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
             for t in self.scheduler.timesteps:
-                if ref_latents is not None:
-                    self._write_background(state, ref_latents, ref_noise, t, embeds[-2 * pairs :: 2], adapters[0])
+                if ref_latents is not None:  # whole rows of every pair: [uncond..., cond...] with guidance
+                    self._write_background(state, ref_latents, ref_noise, t, embeds[0::2], adapters[0])
                 state.bcm = "read" if ref_latents is not None else "off"
                 model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
                 with branch_adapters(self.unet, row_adapters):
@@ -142,18 +186,23 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     def _prompt_embeds(self, whole: str, part: str, adapters, pairs: int, cfg: bool) -> torch.Tensor:
         """(2B or 4B, 77, D): rows (whole, part) per pair; with CFG [uncond pairs, cond pairs]."""
-        cond = encode_prompts(self.text_encoder, self.tokenizer, [whole, part], list(adapters))
+        # concepts loaded with load_lora_weights carry the shared text LoRA under both branch names; a model
+        # fresh from training has it once (dual_lora.TEXT_ADAPTER, active): then no per-row routing
+        loaded = getattr(self.text_encoder, "peft_config", {})
+        routing = list(adapters) if all(a in loaded for a in adapters) else None
+        cond = encode_prompts(self.text_encoder, self.tokenizer, [whole, part], routing)
         rows = [cond.repeat(pairs, 1, 1)]
         if cfg:
-            uncond = encode_prompts(self.text_encoder, self.tokenizer, ["", ""], list(adapters))
+            uncond = encode_prompts(self.text_encoder, self.tokenizer, ["", ""], routing)
             rows.insert(0, uncond.repeat(pairs, 1, 1))
         return torch.cat(rows).to(self._execution_device, self.unet.dtype)
 
     def _write_background(self, state, ref_latents, ref_noise, t, whole_embeds, whole_adapter: str) -> None:
-        """BCM write pass: the references noised to step ``t`` fill the self-attention bank."""
+        """BCM write pass: the references noised to step ``t`` fill the self-attention bank (row r of the
+        bank = whole row 2r of the denoised batch)."""
         state.bcm = "write"
         timestep = t.reshape(1).expand(len(ref_latents)).to(ref_latents.device)
-        noisy = self.scheduler.add_noise(ref_latents, ref_noise, timestep)
+        noisy = self.scheduler.add_noise(ref_latents, ref_noise.to(ref_latents.dtype), timestep)
         with branch_adapters(self.unet, [whole_adapter] * len(ref_latents)):
             self.unet(self.scheduler.scale_model_input(noisy, t), t, encoder_hidden_states=whole_embeds)
 
@@ -171,21 +220,6 @@ class DualAnoDiffPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return DualAnoDiffOutput(images=whole, parts=part, masks=masks, agreement=agreement)
 
 
-def background_only(image: np.ndarray, foreground: np.ndarray, max_fraction: float = 0.9) -> np.ndarray:
-    """The good image with its foreground removed (OpenCV Telea inpainting): uint8 (H, W, 3).
-
-    Args:
-        image: uint8 RGB (H, W, 3); foreground: uint8 (H, W), 255 = object.
-        max_fraction: when the foreground covers more than this (textures), the image IS the
-            background and is returned unchanged.
-    """
-    import cv2
-
-    if (foreground > 0).mean() > max_fraction or not foreground.any():
-        return image.copy()
-    return cv2.inpaint(image, (foreground > 0).astype(np.uint8), 5, cv2.INPAINT_TELEA)
-
-
 REFERENCE_FIT = 16  # good images the foreground (background colour) model is fitted on, once per run
 
 
@@ -200,7 +234,8 @@ class DualAnoDiffBackend(Backend):
 
     Context: ``concepts_dir`` (output of ``concepts learn --method dualanodiff``), ``model`` (default:
     the concepts' base model), ``device``, ``dtype``, ``good_paths`` (fit the foreground model) and
-    ``options`` (``steps``, ``guidance``, ``resolution``, ``saim``, ``bcm``, ``attention_fusion``).
+    ``options`` (``steps`` 50, ``guidance`` 2.0, ``scheduler`` "pndm" (the release's), ``resolution``,
+    ``saim``, ``bcm``, ``attention_fusion``).
     """
 
     name = "dualanodiff"
@@ -218,8 +253,9 @@ class DualAnoDiffBackend(Backend):
             "seed": int(rng.integers(0, 2**31 - 1)),
             "reference": layout.source_path,
             RECIPE_EXTRA: {"bcm_reference": layout.source_path},
-            "steps": int(options.get("steps", 100)),
-            "guidance": float(options.get("guidance", 2.5)),
+            "steps": int(options.get("steps", DEFAULT_STEPS)),
+            "guidance": float(options.get("guidance", DEFAULT_GUIDANCE)),
+            "scheduler": str(options.get("scheduler", DEFAULT_SCHEDULER)),
         }
 
     def apply(self, image: np.ndarray, layout: Layout, recipe: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -230,17 +266,19 @@ class DualAnoDiffBackend(Backend):
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(images)
         groups: dict[tuple, list[int]] = {}
         for i, (layout, recipe) in enumerate(zip(layouts, recipes, strict=True)):
-            groups.setdefault((layout.defect_type, recipe["steps"], recipe["guidance"]), []).append(i)
-        for (defect, steps, guidance), rows in groups.items():
-            for i, pair in zip(rows, self._generate(defect, steps, guidance, [images[i] for i in rows],
+            key = (layout.defect_type, recipe["steps"], recipe["guidance"], recipe.get("scheduler", "ddim"))
+            groups.setdefault(key, []).append(i)  # recipes written before "scheduler" existed used DDIM
+        for (defect, steps, guidance, scheduler), rows in groups.items():
+            for i, pair in zip(rows, self._generate(defect, steps, guidance, scheduler, [images[i] for i in rows],
                                                     [recipes[i] for i in rows]), strict=True):
                 results[i] = pair
         return results  # type: ignore[return-value]
 
-    def _generate(self, defect: str, steps: int, guidance: float, images, recipes) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _generate(self, defect: str, steps: int, guidance: float, scheduler: str, images, recipes) -> list[tuple[np.ndarray, np.ndarray]]:
         import cv2
 
         pipe = self.pipeline()
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
         whole, part, dual, facts = self.concept(defect)
         pipe.dual.load_state_dict(dual.state_dict())
         backgrounds = [background_only(im, self.foreground(im)) for im in images]

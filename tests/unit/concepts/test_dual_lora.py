@@ -126,7 +126,7 @@ def test_saved_branch_loras_load_with_diffusers_load_lora_weights(tmp_path, tiny
             expected = trained.unet(latents, 10, embeds).sample
         with branch_adapters(pipe.unet, [whole, part]):
             got = pipe.unet(latents, 10, embeds).sample
-        text_expected = encode_prompts(trained.text_encoder, trained.tokenizer, ["a vfx with sks", "sks"], [WHOLE, PART])
+        text_expected = encode_prompts(trained.text_encoder, trained.tokenizer, ["a vfx with sks", "sks"])
         text_got = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["a vfx with sks", "sks"], [whole, part])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(text_got, text_expected, atol=1e-5, rtol=1e-5)
@@ -176,3 +176,76 @@ def test_to_tensor_resizes_every_image_to_the_square_side():
     batch = to_tensor(images, 16)
     assert batch.shape == (2, 3, 16, 16)
     assert float(batch[0].max()) == -1.0 and float(batch[1].min()) == 1.0
+
+
+@torch.no_grad()
+def test_one_text_encoder_lora_is_shared_by_both_branches(tmp_path, tiny_sd):
+    """The release trains ONE text-encoder LoRA: "sks" must mean the same in both branches."""
+    from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
+
+    trained = tiny_sd()
+    add_branch_adapters(trained.unet, trained.text_encoder, rank=4)
+    assert list(trained.text_encoder.peft_config) == ["text"]  # one adapter, not one per branch
+    _randomise_lora(trained.unet, trained.text_encoder)
+    plain = tiny_sd().text_encoder
+    shared = encode_prompts(trained.text_encoder, trained.tokenizer, ["sks"])
+    assert (shared - encode_prompts(plain, trained.tokenizer, ["sks"])).abs().max() > 1e-3  # the LoRA acts
+    save_dual_concept(tmp_path, trained.unet, trained.text_encoder, DualModules.for_unet(trained.unet))
+    fresh = tiny_sd()
+    pipe = DualAnoDiffPipeline(fresh.vae, fresh.text_encoder, fresh.tokenizer, fresh.unet, fresh.scheduler,
+                               DualModules.for_unet(fresh.unet))
+    whole, part, _ = load_dual_concept(pipe, tmp_path)
+    rows = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["sks", "sks", "a vfx with sks", "a vfx with sks"],
+                          [whole, part, whole, part])
+    torch.testing.assert_close(rows[0], rows[1], atol=0, rtol=0)  # same tokens -> same features in both branches
+    torch.testing.assert_close(rows[2], rows[3], atol=0, rtol=0)
+    torch.testing.assert_close(rows[:1], shared, atol=1e-5, rtol=1e-5)  # and they are the trained shared LoRA's
+
+
+def test_routing_to_an_adapter_the_text_encoder_lacks_is_refused(tiny_sd):
+    parts = tiny_sd()
+    add_branch_adapters(parts.unet, parts.text_encoder, rank=4)
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        encode_prompts(parts.text_encoder, parts.tokenizer, ["sks"], ["whole"])
+
+
+def test_training_references_are_aligned_one_per_shot(tiny_sd):
+    images, masks = _shots(16, 2)
+    options = DualTrainOptions(steps=1, batch_size=1, lr=1e-2, rank=4, train_text_encoder=False)
+    parts = tiny_sd()
+    with seeded(0):
+        dual = DualModules.for_unet(parts.unet)
+    with pytest.raises(ValueError, match="one BCM reference per shot"):
+        train_dual_lora(parts, dual, shot_tensors(images, masks, 16), to_tensor(images[:1], 16), options)
+
+
+def test_bcm_training_references_hold_no_defect_pixels(monkeypatch, tmp_path, tiny_sd):
+    """Texture shot (foreground = whole image) with a pure red defect: the reference BCM trains on is the
+    same shot with the defect inpainted away, so no red pixel is left and the rest is the shot itself."""
+    import anogen_data.concepts.dual_lora as dual_lora
+
+    size = 32
+    rng = np.random.default_rng(0)
+    texture = (np.full((size, size, 3), 120) + rng.integers(-8, 9, (size, size, 3))).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[10:18, 8:20] = 255
+    image = texture.copy()
+    image[mask > 0] = (255, 0, 0)
+    seen = {}
+
+    def capture(components, dual, shots, backgrounds, options, on_step=None):
+        seen["shots"], seen["backgrounds"] = shots, backgrounds
+        return [0.0]
+
+    monkeypatch.setattr(dual_lora, "train_dual_lora", capture)
+    # a texture category: the foreground estimate is the whole image (the old code then kept the defect)
+    monkeypatch.setattr("anogen_data.layout.foreground.estimate_foreground",
+                        lambda images: [np.full(im.shape[:2], 255, np.uint8) for im in images])
+    dual_lora.learn_dual_concept(tiny_sd(), [image], [mask], DualTrainOptions(steps=1, rank=4, resolution=size), tmp_path)
+    reference = ((seen["backgrounds"][0].permute(1, 2, 0) + 1) * 127.5).round().numpy().astype(np.uint8)
+    assert len(seen["backgrounds"]) == len(seen["shots"]) == 1
+    redness = reference[..., 0].astype(int) - reference[..., 1:].max(axis=2)
+    assert redness.max() < 40, "a defect pixel survived in the BCM reference"
+    far = np.ones_like(mask, bool)
+    far[2:26, 0:28] = False  # well away from the (dilated) defect the reference is the shot's own bytes
+    np.testing.assert_array_equal(reference[far], image[far])

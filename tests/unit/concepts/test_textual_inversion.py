@@ -158,3 +158,69 @@ def test_embedding_of_another_base_model_is_refused(tiny, tmp_path):
     token, vector = load_embedding(path)
     with pytest.raises(AnogenError, match="width 768 does not match .* width 32"):
         install_embedding(tiny, token, vector, source=str(path))
+
+
+@pytest.mark.parametrize("hw", [(256, 256), (200, 300)], ids=["square", "wide"])
+def test_augmentation_keeps_the_defect_aspect_ratio_within_5_percent(hw):
+    """The release resizes the whole image and flips horizontally only: a square defect stays square."""
+    from anogen_data.concepts.textual_inversion import _batch, defect_box, make_augment
+
+    h, w = hw
+    mask = np.zeros(hw, np.uint8)
+    mask[40:140, w - 120 : w - 20] = 255  # a 100 x 100 px defect, right of centre
+    image = np.zeros((h, w, 3), np.uint8)
+    image[mask > 0] = 255
+    shots = [Shot(image=image, mask=mask)]
+    augment = make_augment(64, seed=0)
+    ratios, flips = [], set()
+    for step in range(40):
+        _, masks = _batch(shots, np.zeros(4, int), augment)
+        for m in masks.numpy():
+            x0, y0, x1, y1 = defect_box(m)
+            ratios.append((x1 - x0) / (y1 - y0))
+            flips.add((x0 + x1) / 2 < 32)  # flipped: the defect moves to the left half
+    assert max(abs(r - 1.0) for r in ratios) <= 0.05, (min(ratios), max(ratios))
+    assert flips == {True, False}  # both flip states occur
+
+
+def test_same_seed_same_augmentation():
+    from anogen_data.concepts.textual_inversion import make_augment
+
+    shot = make_shots(1)[0]
+    a, b = make_augment(32, seed=3), make_augment(32, seed=3)
+    for _ in range(5):
+        (ia, ma), (ib, mb) = a(shot.image, shot.mask), b(shot.image, shot.mask)
+        assert ia.shape == (32, 32, 3) and ma.shape == (32, 32) and set(np.unique(ma)) <= {0, 255}
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(ma, mb)
+
+
+def test_trainable_embedding_stays_fp32_with_a_bf16_model():
+    """The release trains in fp32: with bf16 components the token's vector and the whole text path it
+    feeds stay fp32 (only the UNet runs in bf16); the text encoder is handed back in bf16."""
+    from anogen_data.diffusion.loading import load_components
+
+    parts = load_components("tiny", device="cpu", dtype="bf16")
+    seen = []
+    handle = parts.text_encoder.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    hidden = []
+    last = parts.text_encoder.register_forward_hook(lambda m, i, o: hidden.append(o[0].dtype))
+    try:
+        learned = learn_token(parts, make_shots(), token="<s>", steps=2, batch_size=2, seed=0)
+    finally:
+        handle.remove()
+        last.remove()
+    assert seen and set(seen) == {torch.float32} and set(hidden) == {torch.float32}
+    assert learned.vector.dtype == torch.float32 and len(learned.losses) == 2
+    assert parts.text_encoder.dtype == torch.bfloat16 and parts.unet.dtype == torch.bfloat16
+
+
+def test_learning_defaults_are_the_release_sd_config():
+    import inspect
+
+    from anogen_data.config import LearnConfig
+
+    defaults = {k: p.default for k, p in inspect.signature(learn_token).parameters.items()}
+    assert (defaults["batch_size"], defaults["lr"]) == (2, 0.01)
+    config = LearnConfig()
+    assert config.anogen_lr * config.anogen_batch_size == pytest.approx(0.01)

@@ -90,3 +90,30 @@ def test_missing_records_is_a_clear_error(version, tmp_path):
     with pytest.raises(AnogenError, match="records.jsonl does not exist"):
         run_quality(QualityConfig(), tmp_path, version[1], tmp_path / "q.json", progress=False)
     assert not (tmp_path / "q.json").exists()
+
+
+def test_mask_agreement_skips_whole_image_backends_with_a_reason(version, tmp_path):
+    """DualAnoDiff renders the whole image: its change map against the source is everywhere, so its
+    records are left out of mask_change_iou / mask_leakage and quality.json says why."""
+    import shutil
+
+    from anogen_data.records import read_records
+    from anogen_data.stages.quality import run_quality
+
+    copy = tmp_path / "v1"
+    shutil.copytree(version[0], copy)
+    rows = []
+    for record in read_records(copy / "records.jsonl"):
+        row = to_row(record)
+        if record.id in ("syn_1", "syn_3"):  # one exact mask, the mislabelled one
+            row["backend"] = "dualanodiff"
+        rows.append(row)
+    write_jsonl(copy / "records.jsonl", rows)
+    report = run_quality(QualityConfig(kid_subsets=5), copy, version[1], tmp_path / "q.json", progress=False)
+    spot = report["per_defect"]["spot"]
+    assert spot["n_generated"] == 4  # still measured for KID and diversity
+    assert spot["mask_change_iou"]["n"] == 2 and spot["mask_change_iou"]["min"] == 1.0
+    skipped = report["mask_agreement_skipped"]
+    assert skipped["n"] == 2 and skipped["backends"] == ["dualanodiff"] and "whole image" in skipped["reason"]
+    plain = run_quality(QualityConfig(kid_subsets=5), version[0], version[1], tmp_path / "p.json", progress=False)
+    assert "mask_agreement_skipped" not in plain

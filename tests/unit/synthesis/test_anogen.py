@@ -10,7 +10,9 @@ import torch
 
 from anogen_data.errors import AnogenError
 from anogen_data.records import Layout
-from anogen_data.synthesis.anogen import AnoGenBackend, crop_window, latent_box_mask, refined_mask
+from anogen_data.synthesis.anogen import (
+    AnoGenBackend, blend_region, blend_weights, crop_window, latent_box_mask, refined_mask,
+)
 from anogen_data.synthesis.base import SynthesisContext
 
 STEPS = 8  # enough to exercise the loop; the algorithm does not depend on the count
@@ -59,14 +61,54 @@ def outside(shape, box):
     return keep
 
 
-def test_only_the_box_changes_and_the_background_is_byte_identical(tmp_path):
+def test_only_the_blend_region_changes_and_the_background_is_byte_identical(tmp_path):
     b, image, box = backend(tmp_path), source(), (30, 20, 60, 44)
-    out, mask = b(image, layout(0, box), np.random.default_rng(0))
-    keep = outside(image.shape, box)
+    recipe = b.make_recipe(image, layout(0, box), np.random.default_rng(0))
+    assert recipe["blend_margin"] == 16 and recipe["blend_xyxy"] == [22, 12, 68, 52]  # box grown by 8 px
+    out, mask = b.apply(image, layout(0, box), recipe)
+    keep = outside(image.shape, recipe["blend_xyxy"])
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.array_equal(out[keep], image[keep])
-    assert (out[~keep] != image[~keep]).any()
+    assert (out[~outside(image.shape, box)] != image[~outside(image.shape, box)]).any()
     assert set(np.unique(mask)) <= {0, 255} and mask[~keep].any() and not mask[keep].any()
+
+
+def test_hard_paste_is_kept_as_an_option(tmp_path):
+    b, image, box = backend(tmp_path, blend_margin=0), source(), (30, 20, 60, 44)
+    recipe = b.make_recipe(image, layout(0, box), np.random.default_rng(0))
+    out, _ = b.apply(image, layout(0, box), recipe)
+    assert recipe["blend_xyxy"] == list(box)
+    assert np.array_equal(out[outside(image.shape, box)], image[outside(image.shape, box)])
+
+
+def test_no_hard_edge_on_the_box_the_blend_weight_ramps_across_its_border():
+    box, margin = (20, 10, 60, 40), 16
+    region = blend_region(box, margin, 100, 80)
+    w = blend_weights(region, box, margin)
+    x0, y0 = region[:2]
+    row = w[25 - y0]  # a row through the box: left band, inside, right band
+    assert row[0] == pytest.approx(0.5 / margin) and row[20 - x0] == pytest.approx(0.5 + 0.5 / margin) and row[19 - x0] == pytest.approx(0.5 - 0.5 / margin)
+    assert row[40 - x0] == 1.0
+    left = row[: 40 - x0]
+    assert np.all(np.diff(left) >= 0) and np.abs(np.diff(row)).max() <= 1 / margin + 1e-6  # no step anywhere
+    assert w.min() == w[0, 0] == 0  # the region's corners fade to 0 (round ramp around the box corners)
+    hard = blend_weights(box, box, 0)
+    assert hard.min() == hard.max() == 1.0  # margin 0: the old paste (1 in the box, 0 outside)
+
+
+def test_blended_pixels_ramp_from_generated_to_source_across_the_border(tmp_path):
+    """The output at the box border is a mix of generated and source pixels, not a jump between them."""
+    from anogen_data.synthesis.anogen import blend_into
+
+    source_image = np.zeros((40, 60, 3), np.uint8)
+    generated = np.full((40, 60, 3), 200, np.uint8)
+    box, margin = (20, 10, 40, 30), 8
+    region = blend_region(box, margin, 60, 40)
+    out = blend_into(source_image, generated, region, blend_weights(region, box, margin))
+    row = out[20, :, 0].astype(int)
+    assert row[0] == 0 and row[30] == 200 and np.all(np.diff(row[:30]) >= 0) and 0 < row[20] < 200
+    assert np.abs(np.diff(row)).max() <= 200 / margin + 1  # at most one ramp step between neighbours
+    assert np.array_equal(out[outside(out.shape, region)], source_image[outside(out.shape, region)])
 
 
 def test_empty_box_returns_the_source(tmp_path):

@@ -127,3 +127,39 @@ def test_cross_attention_capture_records_the_chosen_rows_and_leaves_the_output_a
     assert all(m.shape[0] == 2 and ((m >= 0) & (m <= 1)).all() for m in maps)
     heat = average_map(maps, 16)
     assert heat.shape == (2, 16, 16) and float(heat.min()) == 0.0 and abs(float(heat.max()) - 1.0) < 1e-6
+
+
+def test_saim_sits_in_every_attention_processor_and_acts_there(unet):
+    """As released: SAIM inside each self- AND cross-attention processor (2 per transformer block)."""
+    from anogen_data.synthesis.dual_attention import DualAttnProcessor
+
+    dual = DualModules.for_unet(unet)
+    blocks = transformer_blocks(unet)
+    assert len(dual.saim) == 2 * len(blocks) == len(unet.attn_processors)
+    with dual.attached(unet):
+        processors = unet.attn_processors
+        assert all(isinstance(p, DualAttnProcessor) and p.saim is not None for p in processors.values())
+        assert len({id(p.saim) for p in processors.values()}) == len(processors)  # one SAIM per processor
+    latents, t, embeds = _inputs()
+    with torch.no_grad():
+        plain = unet(latents, t, embeds).sample
+        cross = next(p.saim for name, p in _installed(dual, unet) if name.endswith("attn2.processor"))
+        _randomise(cross)
+        with dual.attached(unet):
+            changed = unet(latents, t, embeds).sample
+    assert (changed - plain).abs().max() > 1e-4, "the cross-attention SAIM is not on the forward path"
+
+
+def _installed(dual, unet):
+    with dual.attached(unet):
+        return list(unet.attn_processors.items())
+
+
+def test_legacy_block_placement_still_loads_and_runs(unet, tmp_path):
+    legacy = DualModules([n for n, _ in transformer_blocks(unet)], [b.norm1.normalized_shape[0] for _, b in transformer_blocks(unet)])
+    assert legacy.config.saim_places == "block" and len(legacy.saim) == len(transformer_blocks(unet))
+    legacy.save_pretrained(tmp_path / "dual")
+    loaded = DualModules.from_pretrained(tmp_path / "dual")
+    latents, t, embeds = _inputs()
+    with torch.no_grad(), loaded.attached(unet):
+        assert unet(latents, t, embeds).sample.shape == latents.shape

@@ -15,6 +15,7 @@ from anogen_data.records import Layout
 from anogen_data.synthesis import get_backend
 from anogen_data.synthesis.base import SynthesisContext
 from anogen_data.synthesis.dual_attention import DualModules
+from anogen_data.diffusion.dual_reference import to_tensor
 from anogen_data.synthesis.dualanodiff import DualAnoDiffBackend, DualAnoDiffPipeline, background_only
 
 SIZE = 32  # pixels: latents 16 x 16 through the tiny VAE
@@ -159,3 +160,89 @@ def test_backend_refuses_a_concept_learned_on_another_model(tmp_path, concepts):
     with pytest.raises(AnogenError, match="learned on base model 'sd-x'.*--model"):
         backend.apply(image, _layout("/g.png", 1), recipe)
     assert DualAnoDiffBackend(SynthesisContext(concepts_dir=str(tmp_path)))._model_id() == "sd-x"
+
+
+def test_unconditional_rows_get_the_zero_image_reference(concepts, tiny_sd, monkeypatch):
+    """With guidance, BCM's write pass holds [zero image x P, backgrounds x P] (the release's negative_lat),
+    so whole row 2r of the [uncond pairs, cond pairs] batch reads reference r."""
+    pipe, adapters = _pipeline(concepts, tiny_sd())
+    backgrounds = [_object_image(5), _object_image(6)]
+    written = []
+    original = pipe._write_background
+
+    def spy(state, ref_latents, ref_noise, t, whole_embeds, adapter):
+        written.append((ref_latents.clone(), whole_embeds.shape[0]))
+        return original(state, ref_latents, ref_noise, t, whole_embeds, adapter)
+
+    monkeypatch.setattr(pipe, "_write_background", spy)
+    pipe(backgrounds, [torch.Generator().manual_seed(s) for s in (1, 2)], num_inference_steps=2, guidance_scale=2.0,
+         adapters=adapters, resolution=SIZE)
+    refs, rows = written[0]
+    assert refs.shape[0] == rows == 4  # one reference per whole row: 2 unconditional + 2 conditional pairs
+    factor = pipe.vae.config.scaling_factor
+    with torch.no_grad():
+        zero = pipe.vae.encode(torch.zeros(1, 3, SIZE, SIZE)).latent_dist.mode() * factor
+        own = torch.cat([pipe.vae.encode(x[None]).latent_dist.mode() for x in to_tensor(backgrounds, SIZE)]) * factor
+    torch.testing.assert_close(refs[:2], zero.expand(2, -1, -1, -1), atol=0, rtol=0)
+    torch.testing.assert_close(refs[2:], own, atol=0, rtol=0)
+
+
+def test_sampling_defaults_are_the_releases_pndm_50_steps_guidance_2(concepts, tmp_path):
+    import diffusers
+    import yaml
+
+    from anogen_data.synthesis.dualanodiff import DualAnoDiffPipeline
+
+    defaults = inspect_defaults(DualAnoDiffPipeline.__call__)
+    assert (defaults["num_inference_steps"], defaults["guidance_scale"], defaults["bcm"]) == (50, 2.0, True)
+    for params in ("params.yaml", "pipelines/dualanodiff/params.yaml"):
+        options = yaml.safe_load(open(params))["generate"]["options"]["dualanodiff"]
+        assert (options["scheduler"], options["steps"], options["guidance"], options["bcm"]) == ("pndm", 50, 2.0, True)
+    backend = DualAnoDiffBackend(SynthesisContext(concepts_dir=str(concepts), model="tiny", device="cpu",
+                                                  options={"resolution": SIZE, "steps": 2}))
+    image = _object_image(7, (40, 48))
+    recipe = backend.make_recipe(image, _layout("/g.png", 1), np.random.default_rng(0))
+    assert (recipe["scheduler"], recipe["guidance"]) == ("pndm", 2.0)
+    backend.apply(image, _layout("/g.png", 1), recipe)
+    scheduler = backend.pipeline().scheduler
+    assert isinstance(scheduler, diffusers.PNDMScheduler) and scheduler.config.skip_prk_steps
+
+
+def inspect_defaults(func) -> dict:
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(func).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def test_training_and_generation_modules_do_not_import_each_other():
+    """concepts/dual_lora.py and synthesis/dualanodiff.py share diffusion/conditioning.py and
+    diffusion/dual_reference.py; dual_lora must not import the generation module, even inside a function."""
+    import ast
+    from pathlib import Path
+
+    import anogen_data.concepts.dual_lora as dual_lora
+
+    tree = ast.parse(Path(dual_lora.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "anogen_data.synthesis.dualanodiff" not in imported
+
+
+def test_there_is_one_encode_prompts():
+    import anogen_data.concepts.dual_lora as dual_lora
+    import anogen_data.diffusion.blended as blended
+    import anogen_data.synthesis.dualanodiff as dualanodiff
+    from anogen_data.diffusion.conditioning import encode_prompts
+
+    assert blended.encode_prompts is dual_lora.encode_prompts is dualanodiff.encode_prompts is encode_prompts
+
+
+@torch.no_grad()
+def test_encode_prompts_rows_do_not_depend_on_the_batch(tiny_sd):
+    from anogen_data.diffusion.conditioning import encode_prompts
+
+    parts = tiny_sd()
+    batch = encode_prompts(parts.text_encoder, parts.tokenizer, ["a scratch", "a hole", "a scratch"], dtype=torch.float64)
+    alone = encode_prompts(parts.text_encoder, parts.tokenizer, ["a hole"])
+    assert batch.shape == (3, 77, 32) and batch.dtype == torch.float64
+    assert torch.equal(batch[1].float(), alone[0]) and torch.equal(batch[0], batch[2])
