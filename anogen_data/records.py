@@ -66,9 +66,14 @@ class Layout:
         bbox_xyxy: the defect's box (x0, y0, x1, y1), x1/y1 exclusive, inside the image.
         mask_rle: pycocotools RLE of the full-image mask, {"size": [H, W], "counts": str}; 255 inside.
         seed: per-sample seed (derived from the run seed and the sample number).
-        shape_source: where the mask shape came from: "real:<mask path>" (placed freely),
-            "real-polar:<mask path>" (at the learn shot's radius, turned; see ``layout.propose``),
-            "perlin" or "stroke".
+        shape_source: what made the mask shape: "real" (a learn-shot mask, ``shot_mask``), "perlin" or
+            "stroke".
+        shot_mask: the learn-shot mask path of a real shape; None for synthetic shapes.
+        placement: how a real shape was placed: "free" (warped, anywhere allowed), "polar" (at the learn
+            shot's radius about the object centre, turned; see ``layout.propose``); None for synthetic shapes.
+
+    Files written before these fields existed packed both into ``shape_source`` ("real:<path>",
+    "real-polar:<path>"); ``read_layouts`` still reads them (``upgrade_layout_row``).
     """
 
     id: str
@@ -79,6 +84,23 @@ class Layout:
     mask_rle: dict[str, Any]
     seed: int
     shape_source: str
+    shot_mask: str | None = None
+    placement: str | None = None
+
+
+LEGACY_REAL_SOURCES = {"real:": "free", "real-polar:": "polar"}  # old packed ``shape_source`` prefixes
+
+
+def upgrade_layout_row(row: dict) -> dict:
+    """A ``layouts.jsonl`` row in the current form: an old packed ``shape_source`` ("real:<path>",
+    "real-polar:<path>") becomes ``shape_source="real"`` + ``shot_mask`` + ``placement``."""
+    source = row.get("shape_source") if isinstance(row, dict) else None
+    if isinstance(source, str) and "shot_mask" not in row:
+        for prefix in sorted(LEGACY_REAL_SOURCES, key=len, reverse=True):
+            if source.startswith(prefix):
+                return {**row, "shape_source": "real", "shot_mask": source[len(prefix):],
+                        "placement": LEGACY_REAL_SOURCES[prefix]}
+    return row
 
 
 @dataclass(frozen=True)
@@ -151,8 +173,8 @@ def read_records(path: Path) -> list[SynthRecord]:
 
 
 def read_layouts(path: Path) -> list[Layout]:
-    """Read ``layouts.jsonl``."""
-    return _from_rows(Layout, read_jsonl(path), Path(path))
+    """Read ``layouts.jsonl`` (old packed ``shape_source`` rows too, see ``upgrade_layout_row``)."""
+    return _from_rows(Layout, [upgrade_layout_row(row) for row in read_jsonl(path)], Path(path))
 
 
 def write_layouts(path: Path, layouts: list[Layout]) -> int:

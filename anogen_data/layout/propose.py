@@ -29,7 +29,7 @@ from anogen_data.layout.boxes import BoxStats, place_box
 from anogen_data.layout.foreground import MODES, BackgroundModel, fit_background, foreground_mask
 from anogen_data.layout.rle import encode_rle
 from anogen_data.layout.shapes import (
-    REAL_SOURCES, SHAPE_KINDS, crop_defect, mask_centroid, polar_shape, real_shape, synthetic_shape,
+    SHAPE_KINDS, crop_defect, mask_centroid, polar_shape, real_shape, synthetic_shape,
 )
 from anogen_data.records import IndexEntry, Layout
 
@@ -177,7 +177,9 @@ class LayoutProposer:
             )
         return has_centre
 
-    def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator
+               ) -> tuple[np.ndarray, str, str | None]:
+        """(mask crop uint8 {0, 255}, shape_source "real" | "perlin" | "stroke", learn-shot mask path or None)."""
         kind = self.shape
         if kind == "auto":
             kind = "real" if self.shots.get(defect) else "mixed"
@@ -189,11 +191,11 @@ class LayoutProposer:
                 self._crops[shot.mask_path] = crop_defect(read_mask(shot.mask_path))[0]
             ratio = math.sqrt(hw[0] * hw[1] / (shot.height * shot.width))
             mask, _ = real_shape(self._crops[shot.mask_path], seed, size_ratio=ratio, target_hw=hw)
-            return mask, REAL_SOURCES["free"] + shot.mask_path
+            return mask, "real", shot.mask_path
         if kind == "mixed":
             kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
         bh, bw = self.stats.get(defect, self.all_stats).sample(rng, hw)
-        return synthetic_shape(kind, bh, bw, rng), kind
+        return synthetic_shape(kind, bh, bw, rng), kind, None
 
     def propose(self, number: int, defect: str, run_seed: int, category: str) -> Layout:
         """The layout of sample ``number`` (deterministic in (run_seed, number, defect))."""
@@ -203,7 +205,7 @@ class LayoutProposer:
         hw = (source.height, source.width)
         if self.uses_polar(defect):
             return self._propose_polar(number, defect, seed, rng, source, category)
-        shape, shape_source = self._shape(defect, seed, hw, rng)
+        shape, shape_source, shot_mask = self._shape(defect, seed, hw, rng)
         fg = self.foreground_of(source.path, hw)
         best: tuple[float, tuple[int, int, int, int], np.ndarray] | None = None
         for _ in range(PLACEMENT_TRIES):
@@ -216,7 +218,8 @@ class LayoutProposer:
         _, box, mask = best
         return Layout(
             id=f"syn_{number:06d}", category=category, defect_type=defect, source_path=source.path,
-            bbox_xyxy=box, mask_rle=encode_rle(mask), seed=seed, shape_source=shape_source,
+            bbox_xyxy=box, mask_rle=encode_rle(mask), seed=seed, shape_source=shape_source, shot_mask=shot_mask,
+            placement=None if shot_mask is None else "free",
         )
 
     def _shot_offset(self, shot: IndexEntry) -> np.ndarray:
@@ -261,7 +264,7 @@ class LayoutProposer:
         return Layout(
             id=f"syn_{number:06d}", category=category, defect_type=defect, source_path=source.path,
             bbox_xyxy=box, mask_rle=encode_rle(mask), seed=shape_seed,
-            shape_source=REAL_SOURCES["polar"] + shot.mask_path,
+            shape_source="real", shot_mask=shot.mask_path, placement="polar",
         )
 
 

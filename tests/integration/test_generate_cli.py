@@ -55,13 +55,13 @@ def test_propose_then_generate_no_export(run_cli, demo_index, tmp_path):
     assert code == 1 and "holds 8 layouts but --n is 9" in err
 
 
-@pytest.mark.parametrize("placement, prefix", [("free", "real:"), ("polar", "real-polar:"), ("auto", "real-polar:")])
-def test_propose_placement_flag_picks_how_real_shapes_are_placed(run_cli, demo_index, tmp_path, placement, prefix):
+@pytest.mark.parametrize("placement, expected", [("free", "free"), ("polar", "polar"), ("auto", "polar")])
+def test_propose_placement_flag_picks_how_real_shapes_are_placed(run_cli, demo_index, tmp_path, placement, expected):
     code, _, err = run_cli("propose", "--index", demo_index, "--out", tmp_path / "layouts", "--n", 4,
                            "--placement", placement)
     assert code == 0, err
     layouts = read_layouts(tmp_path / "layouts" / "layouts.jsonl")
-    assert len(layouts) == 4 and all(x.shape_source.startswith(prefix) for x in layouts), [x.shape_source for x in layouts]
+    assert len(layouts) == 4 and all(x.shape_source == "real" and x.placement == expected for x in layouts), layouts
     assert json.loads((tmp_path / "layouts" / "config.json").read_text())["placement"] == placement
 
 
