@@ -19,16 +19,18 @@ DEMO = "demo"
 
 
 def resolve_data_root(config: IndexConfig) -> Path:
-    """The data root for ``config``: the rendered demo root when ``data`` is "demo", else ``data``."""
+    """The data root for ``config``: the rendered demo root when ``data`` is "demo" (category ``demo`` or
+    one of its variants ``demo-dark``, ``demo-light``, ``demo-texture``), else ``data``."""
     if str(config.data) == DEMO:
-        if config.category != DEMO:
+        from anogen_data.data.demo import demo_root
+        from anogen_data.data.demo_variants import VARIANTS
+
+        if config.category != DEMO and config.category not in VARIANTS:
             raise AnogenError(
                 f"category '{config.category}' needs real data: pass --data pointing at the folder that "
-                f"holds {config.category}/ (only --category demo works without --data)"
+                f"holds {config.category}/ (only --category demo, {', '.join(VARIANTS)} work without --data)"
             )
-        from anogen_data.data.demo import demo_root
-
-        return demo_root()
+        return demo_root(category=config.category)
     return Path(config.data).expanduser()
 
 
