@@ -55,6 +55,9 @@ class BackgroundModel:
             stride-8 features, or None when colour alone separates the set (see the module docstring).
         separability: median Otsu separability (between / total variance, 0..1) of the kept cue.
         fraction: median foreground share of the frame on the fitting images (before morphology).
+        threshold: median per-image threshold of the score on the fitting images (Otsu, at least the
+            floor). Every image is cut at this one threshold, not at its own Otsu threshold: on a learn shot
+            a strong defect (a bright scratch on a dark part) would otherwise become "the object".
     """
 
     colour: tuple[float, float, float]
@@ -63,6 +66,7 @@ class BackgroundModel:
     features: tuple[tuple[float, ...], tuple[float, ...], float] | None = None
     separability: float = 0.0
     fraction: float = 0.0
+    threshold: float = 0.0
 
     @property
     def cue(self) -> str:
@@ -155,14 +159,15 @@ def _floor(spread: float, features) -> float:
     return 2 * spread if features is None else float(np.sqrt(2.0))
 
 
-def _split_stats(scores: list[np.ndarray], floor: float) -> tuple[float, float]:
-    """(median separability, median object fraction) of Otsu on each score map."""
-    seps, fracs = [], []
+def _split_stats(scores: list[np.ndarray], floor: float) -> tuple[float, float, float]:
+    """(median separability, median object fraction, median threshold) of Otsu on each score map."""
+    seps, fracs, thrs = [], [], []
     for score in scores:
         thr, sep = _otsu(score)
         seps.append(sep)
-        fracs.append(float((score > max(thr, floor)).mean()))
-    return float(np.median(seps)), float(np.median(fracs))
+        thrs.append(max(thr, floor))
+        fracs.append(float((score > thrs[-1]).mean()))
+    return float(np.median(seps)), float(np.median(fracs)), float(np.median(thrs))
 
 
 def fit_background(images: Iterable[np.ndarray], *, min_separability: float = 0.7, max_fraction: float = 0.9) -> BackgroundModel:
@@ -179,7 +184,7 @@ def fit_background(images: Iterable[np.ndarray], *, min_separability: float = 0.
         raise AnogenError("cannot estimate the foreground: the index has no good (role 'train') images")
     colour = np.median(np.concatenate([_border(lab) for lab in labs]), axis=0)
     spread = float(np.percentile(np.concatenate([_distance(_border(lab)[None], colour)[0] for lab in labs]), 90))
-    sep, frac = _split_stats([_distance(lab, colour) for lab in labs], 2 * spread)
+    sep, frac, threshold = _split_stats([_distance(lab, colour) for lab in labs], 2 * spread)
     features = None
     if sep < COLOUR_ENOUGH or frac > max_fraction:
         fmaps = _feature_maps(images)
@@ -189,10 +194,10 @@ def fit_background(images: Iterable[np.ndarray], *, min_separability: float = 0.
         candidate = (tuple(float(v) for v in centre), tuple(float(v) for v in scale), ref)
         both = _split_stats([_score(lab, f, colour, spread, candidate) for lab, f in zip(labs, fmaps)], np.sqrt(2.0))
         if both[0] > sep:
-            features, (sep, frac) = candidate, both
+            features, (sep, frac, threshold) = candidate, both
     texture = sep < min_separability or frac > max_fraction or frac < MIN_FRACTION
     return BackgroundModel(colour=tuple(float(c) for c in colour), spread=spread, texture=texture,
-                           features=features, separability=sep, fraction=frac)
+                           features=features, separability=sep, fraction=frac, threshold=threshold)
 
 
 def foreground_mask(image: np.ndarray, model: BackgroundModel, mode: str = "auto") -> np.ndarray:
@@ -211,24 +216,23 @@ def foreground_mask(image: np.ndarray, model: BackgroundModel, mode: str = "auto
     lab = _small_lab(image)
     fmap = None if model.features is None else _feature_maps([image])[0]
     score = _score(lab, fmap, np.asarray(model.colour, np.float32), model.spread, model.features)
-    thr, _ = _otsu(score)
-    thr = max(thr, _floor(model.spread, model.features))
-    small = score > thr
-    small = small.astype(np.uint8) * 255
+    thr = model.threshold or max(_otsu(score)[0], _floor(model.spread, model.features))
+    small = (score > thr).astype(np.uint8) * 255
     k = max(3, round(0.02 * max(small.shape)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     small = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
     small = _drop_small_components(small, 0.01)
-    small = _fill_small_holes(small, HOLE_FRACTION)
+    small = fill_holes(small, HOLE_FRACTION)
     if not small.any():
         return np.full((h, w), 255, np.uint8)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def _fill_small_holes(mask: np.ndarray, max_fraction: float) -> np.ndarray:
-    """Fill background components that do not touch the image edge and are smaller than ``max_fraction``
-    of the image (dark grooves, specks on the object); real through-holes (a washer's) are larger."""
+def fill_holes(mask: np.ndarray, max_fraction: float = 1.0) -> np.ndarray:
+    """Fill background components of a uint8 mask that do not touch the image edge and are smaller than
+    ``max_fraction`` of the image (HOLE_FRACTION: dark grooves, specks on the object; a washer's
+    through-hole is larger; 1.0: everything inside the object's outline)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats((mask == 0).astype(np.uint8), connectivity=4)
     h, w = mask.shape
     x, y, bw, bh = (stats[:, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))

@@ -35,7 +35,7 @@ from anogen_data.files import sha256_file
 from anogen_data.records import IndexEntry, Layout, read_layouts, read_records
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
-from anogen_data.stages.propose import make_layouts
+from anogen_data.stages.propose import PLACEMENT, propose_all, read_placement
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
@@ -75,8 +75,9 @@ def load_entries(config: GenerateConfig, index_file: Path | None) -> list[IndexE
 
 
 def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry], layouts_file: Path | None,
-                 progress: Progress | None) -> list[Layout]:
-    """The first ``config.n`` layouts of ``layouts_file``, or proposed now (perlin shapes for ``perlin``)."""
+                 progress: Progress | None) -> tuple[list[Layout], dict | None]:
+    """The first ``config.n`` layouts of ``layouts_file``, or proposed now (perlin shapes for ``perlin``),
+    and the placement stats (the layouts' ``placement.json`` sidecar; None when a layouts file has none)."""
     if config.n < 1:
         raise AnogenError(f"--n must be at least 1 (got {config.n})")
     if layouts_file is not None:
@@ -86,15 +87,17 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
         if len(layouts) < config.n:
             what = f" of defect type '{config.defect}'" if config.defect else ""
             raise AnogenError(f"{layouts_file} holds {len(layouts)} layouts{what} but --n is {config.n}; propose more (--n)")
-        return layouts[: config.n]
+        return layouts[: config.n], read_placement(Path(layouts_file).parent)
     shape = "perlin" if (config.shape == "auto" and backend == "perlin") else config.shape
     propose = ProposeConfig(n=config.n, defect=config.defect, foreground=config.foreground, shape=shape,
                             placement=config.placement, seed=config.seed)
     advance = progress("propose", config.n) if progress else None
     category = entries[0].category or config.category
     if config.workers > 1 and backend in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
-        return propose_in_workers(propose, entries, category, config.workers, advance)
-    return make_layouts(propose, entries, category, advance)
+        stats: dict = {}
+        return propose_in_workers(propose, entries, category, config.workers, advance, stats=stats), stats
+    layouts, proposer = propose_all(propose, entries, category, advance)
+    return layouts, proposer.placement_stats()
 
 
 def _init_proposer(proposer: LayoutProposer) -> None:
@@ -107,8 +110,9 @@ def _propose_task(jobs: list[tuple[int, str]], seed: int, category: str) -> list
 
 
 def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], category: str, workers: int,
-                       on_progress: Callable[[int], None] | None = None) -> list[Layout]:
-    """``make_layouts``'s very layouts, proposed by ``workers`` forked processes (each with its own image caches).
+                       on_progress: Callable[[int], None] | None = None, stats: dict | None = None) -> list[Layout]:
+    """``make_layouts``'s very layouts, proposed by ``workers`` forked processes (each with its own image
+    caches); ``stats``, when given, is filled with the proposer's ``placement_stats()``.
 
     Every layout depends only on (seed, number, defect type), so splitting the numbers between
     processes changes nothing; the parent only collects the results in order.
@@ -124,8 +128,7 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # no child may inherit OpenCV's thread pool: a forked copy of it hangs
     try:
-        first = proposer.goods[0]
-        proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
+        proposer.prepare()  # fit the background model and weigh the evidence once, pre-fork (no torch in children)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
             for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
                 layouts.extend(done)
@@ -133,6 +136,8 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
                     on_progress(len(done))
     finally:
         cv2.setNumThreads(threads)
+    if stats is not None:
+        stats.update(proposer.placement_stats())
     return layouts
 
 
@@ -208,12 +213,14 @@ def run_generate(
     get_backend(backend)  # import errors surface before any work
     state = _process_state(backend)
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
-    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
+    layouts, placement = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
     work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
     run_config = {**config_to_dict(config), "backend": backend, "index_file": None if index_file is None else str(index_file),
                   "layouts_file": None if layouts_file is None else str(layouts_file)}
     if rank == 0:
         _prepare_work(work, run_config, resume)
+        if placement:  # how placement was decided travels beside records.jsonl into the dataset card
+            (work / PLACEMENT).write_text(json.dumps(placement, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if state:
         state.wait_for_everyone()  # the work folder exists (and was checked) before any shard is written
     advance = progress(f"{backend}", len(shard(layouts, rank, world))) if progress and rank == 0 else None
@@ -235,6 +242,8 @@ def _export(config: GenerateConfig, name: str, entries: list[IndexEntry], work: 
     from anogen_data.writers.version import write_version
 
     lineage = {"generate_backend": run_config["backend"], "concepts_dir": None if concepts is None else str(concepts)}
+    if (placement := read_placement(work)) is not None:
+        lineage["placement"] = placement
     if index_file is not None:
         lineage.update(index_file=str(index_file), index_sha256=sha256_file(index_file))
     version = write_version(
