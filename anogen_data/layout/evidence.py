@@ -10,9 +10,9 @@ defects really occur. Two facts are taken from them (role "learn" only, never th
   accumulated on a ``GRID`` x ``GRID`` map. For objects the frame is the object's (offset from the object
   centre in object radii, +-``REACH``), so a defect type seen on the rim is placed on the rim of an object
   that sits elsewhere in the next image; for textures it is the image (x / W, y / H). A texture whose
-  defects all fall in a small region (``concentrated``: the density's support covers less than
-  ``CONCENTRATED`` of the frame, from >= ``MIN_SHOTS`` shots) is placed by the density; one whose defects
-  spread keeps uniform placement, as before.
+  defects all fall in a small region (the convex hull of all learn-shot defect pixels, ``extent``,
+  covers less than ``CONCENTRATED`` of the frame, from >= ``MIN_SHOTS`` shots) is placed by the density;
+  one whose defects spread keeps uniform placement, as before.
 
 AnoGen and DualAnoDiff place masks uniformly on a foreground (or reuse the real mask positions);
 AnomalyDiffusion does not model position at all. The density is our addition.
@@ -29,7 +29,7 @@ GRID = 64  # cells per side of a density map
 BANDWIDTH = 0.06  # Gaussian sigma as a share of the frame side (image frame) or of 2 * REACH (object frame)
 REACH = 1.5  # the object frame spans +-REACH object radii around the centre
 MIN_AGREEMENT = 0.9  # below this share of learn-shot defect pixels on the foreground, the estimate is wrong
-CONCENTRATED = 0.35  # a texture's defect density covering less of the frame than this is a region, not "anywhere"
+CONCENTRATED = 0.25  # learn defects whose hull covers less of the frame than this are a region (grid, KolektorSDD: ~0.36-0.39)
 MIN_SHOTS = 3  # fewer learn shots than this say nothing about how spread defects are
 SUPPORT_LEVEL = 0.05  # a cell belongs to the support when its density exceeds this share of the maximum
 
@@ -113,6 +113,21 @@ def object_density(masks: list[np.ndarray], frames: list[tuple[np.ndarray, float
         if hist.sum() > 0:
             grid += (hist / hist.sum()).astype(np.float32)
     return Density(_normalise(grid, BANDWIDTH * GRID), "object")
+
+
+def extent(masks: list[np.ndarray]) -> float:
+    """Share of the frame (0..1) inside the convex hull of all defect pixels of full-image uint8 masks,
+    each mapped onto one GRID x GRID frame (so images of different sizes pool); 0 without defects."""
+    cells = np.zeros((GRID, GRID), np.uint8)
+    for mask in masks:
+        cells |= cv2.resize((mask > 0).astype(np.uint8), (GRID, GRID), interpolation=cv2.INTER_AREA) > 0
+        cells |= cv2.resize((mask > 0).astype(np.uint8), (GRID, GRID), interpolation=cv2.INTER_NEAREST) > 0
+    points = cv2.findNonZero(cells)
+    if points is None:
+        return 0.0
+    hull = np.zeros_like(cells)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    return float(hull.mean())
 
 
 def agreement(masks: list[np.ndarray], foregrounds: list[np.ndarray]) -> float:

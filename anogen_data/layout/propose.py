@@ -34,7 +34,9 @@ import numpy as np
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
 from anogen_data.layout.boxes import BoxStats, place_box
-from anogen_data.layout.evidence import CONCENTRATED, MIN_AGREEMENT, MIN_SHOTS, Density, agreement, image_density, object_density
+from anogen_data.layout.evidence import (
+    CONCENTRATED, MIN_AGREEMENT, MIN_SHOTS, Density, agreement, extent, image_density, object_density,
+)
 from anogen_data.layout.foreground import MODES, BackgroundModel, fill_holes, fit_background, foreground_mask
 from anogen_data.layout.rle import encode_rle
 from anogen_data.layout.shapes import (
@@ -179,7 +181,8 @@ class LayoutProposer:
 
         Returns a dict: ``kind`` ("object" | "texture" | "full"), ``agreement`` (share of learn-shot defect
         pixels on the estimated foreground of their images, 0..1, None without shots), ``support`` (share
-        of the image frame the learn-shot defect density covers, None without shots), ``placement``
+        of the image frame the learn-shot defect density covers) and ``extent`` (share inside the hull of
+        all learn-shot defect pixels; both None without shots), ``placement``
         ("object" | "uniform" | "image-density") and ``note`` (the contradiction, one line, or None).
         """
         if self._evidence is not None:
@@ -187,6 +190,7 @@ class LayoutProposer:
         shots = [e for es in self.shots.values() for e in es]
         masks = [read_mask(e.mask_path) for e in shots]
         support = image_density(masks).support if masks else None
+        spanned = extent(masks) if masks else None
         kind = "full" if self.foreground == "full" else ("texture" if self._fit_model().texture else "object")
         found, placement, note = None, "uniform", None
         if kind == "object":
@@ -200,13 +204,14 @@ class LayoutProposer:
                 note = (f"only {found:.0%} of the learn-shot defect pixels lie on the estimated object: the estimate is "
                         "wrong here, so defects go where the learn shots have them (see layouts_preview.png; "
                         "--foreground full ignores the estimate)")
-        elif kind == "texture" and len(shots) >= MIN_SHOTS and support < CONCENTRATED:
+        elif kind == "texture" and len(shots) >= MIN_SHOTS and spanned < CONCENTRATED:
             placement = "image-density"
-            note = (f"the good images look like a texture, but all {len(shots)} learn-shot defects lie in {support:.0%} "
+            note = (f"the good images look like a texture, but all {len(shots)} learn-shot defects lie in {spanned:.0%} "
                     "of the frame: defects go where the learn shots have them (see layouts_preview.png)")
         if kind == "texture":
             found = 1.0 if masks else None
-        self._evidence = {"kind": kind, "agreement": found, "support": support, "placement": placement, "note": note}
+        self._evidence = {"kind": kind, "agreement": found, "support": support, "extent": spanned,
+                          "placement": placement, "note": note}
         if note:
             log.warning(note)
         return self._evidence
@@ -263,7 +268,7 @@ class LayoutProposer:
         stats.update(cue=None if model is None else model.cue,
                      separability=None if model is None else round(model.separability, 4),
                      foreground_fraction=round(float(np.mean(fractions)), 4))
-        for key in ("agreement", "support"):
+        for key in ("agreement", "support", "extent"):
             stats[key] = None if stats[key] is None else round(float(stats[key]), 4)
         return stats
 

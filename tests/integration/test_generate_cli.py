@@ -33,6 +33,10 @@ def test_generate_writes_a_dataset_version(run_cli, demo_data_root, tmp_path):
     assert len(records) == 6 and {r.backend for r in records} == {"paste"}  # demo has real learn shots
     assert all(r.recipe for r in records)
     assert not (tmp_path / "ds" / "demo" / ".generate.partial").exists()
+    placement = json.loads((version / "manifest.json").read_text())["lineage"]["placement"]
+    assert placement["kind"] == "object" and placement["agreement"] == 1.0 and placement["placement"] == "object"
+    card = (version / "hf" / "README.md").read_text()
+    assert "## Where defects were placed" in card and "Category read as: object (cue: colour)" in card
     code, _, _ = run_cli("generate", "--data", demo_data_root, "--category", "demo", "--n", 2, "--out", tmp_path / "ds",
                          "--backend", "cutpaste")
     assert code == 0 and (tmp_path / "ds" / "demo" / "v2").is_dir()  # versions are never overwritten
@@ -49,6 +53,9 @@ def test_propose_then_generate_no_export(run_cli, demo_index, tmp_path):
     assert code == 0, err
     records = read_records(tmp_path / "synth" / "records.jsonl")
     assert [r.id for r in records] == [x.id for x in layouts[:5]]
+    sidecar = json.loads((tmp_path / "layouts" / "placement.json").read_text())  # propose's, carried beside records
+    assert json.loads((tmp_path / "synth" / "placement.json").read_text()) == sidecar and sidecar["kind"] == "object"
+    assert (tmp_path / "layouts" / "layouts_preview.png").is_file()
     assert all((tmp_path / "synth" / r.image_path).is_file() for r in records)
     code, _, err = run_cli("generate", "--category", "demo", "--n", 9, "--index", demo_index, "--layouts",
                            tmp_path / "layouts" / "layouts.jsonl", "--no-export", "--out", tmp_path / "more")
