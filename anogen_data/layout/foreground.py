@@ -3,8 +3,10 @@
 Object categories (MVTec bottle, hazelnut, the demo washer) are photographed on a background;
 texture categories (grid, tile, KolektorSDD) fill the frame. We build a background model from the good
 set's image borders: the median CIE-Lab colour and the spread of border pixels around it. The
-foreground of one image is its (smoothed) Lab distance to that colour, thresholded with Otsu (Otsu,
-IEEE SMC 1979), cleaned with morphology, small components dropped.
+foreground of one image is its (smoothed) Lab distance to that colour, cut at one threshold for the
+category (the median over the good images of Otsu's threshold, Otsu, IEEE SMC 1979: an image's own
+Otsu split would make a strong defect "the object" of a learn shot), cleaned with morphology, small
+components dropped and holes under HOLE_FRACTION of the frame filled.
 
 Low-contrast objects (a black tyre on near-black cloth, a light nut on a light plate; issue 17) defeat
 the colour distance: the split is weak and the category was called a texture. When colour alone does
@@ -13,7 +15,7 @@ pretrained EfficientNet-Lite0 features (stride 8, 40 channels; ``anogen_data.fea
 the border's (per-channel standardised distance to the border median). Each cue is divided by its
 border's 90th percentile and the two are combined as sqrt(colour^2 + features^2); the cue (colour, or
 colour + features) that separates the good set better is kept. Easy categories never load the network,
-so their masks and speed are unchanged. (We also tried the variation of each pixel across the good
+so they cost what they did before. (We also tried the variation of each pixel across the good
 shots, since a fixed background barely changes: an object that never moves barely changes either, and
 on a low-contrast object the two could not be told apart.)
 
