@@ -135,3 +135,37 @@ def agreement(masks: list[np.ndarray], foregrounds: list[np.ndarray]) -> float:
     total = sum(int(np.count_nonzero(m)) for m in masks)
     on = sum(int(np.count_nonzero((m > 0) & (f > 0))) for m, f in zip(masks, foregrounds))
     return on / total if total else 1.0
+
+
+def weigh(kind: str, masks: list[np.ndarray], objects: list[np.ndarray]) -> dict:
+    """The placement decision from the learn shots (see the module docstring).
+
+    Args:
+        kind: the estimate's call: "object", "texture" or "full" (the user's ``--foreground full``).
+        masks: every learn shot's full-image defect mask, uint8 (H, W), 255 = defect.
+        objects: for "object", each shot's estimated object (holes filled), uint8 like its mask; else [].
+
+    Returns:
+        ``kind``; ``agreement`` (share of defect pixels on the foreground, 0..1; 1.0 on a texture; None
+        without shots); ``support`` and ``extent`` (share of the frame the defect density / the defects'
+        hull cover; None without shots); ``placement``: "object" (the object frame), "uniform" (anywhere
+        on the foreground) or "image-density" (where the learn shots have defects, in the image frame);
+        ``note``: the one line naming a contradiction between estimate and evidence, or None.
+    """
+    support = image_density(masks).support if masks else None
+    spanned = extent(masks) if masks else None
+    found, placement, note = None, "uniform", None
+    if kind == "object":
+        found, placement = (agreement(masks, objects) if masks else None), "object"
+        if found is not None and found < MIN_AGREEMENT:
+            placement = "image-density"
+            note = (f"only {found:.0%} of the learn-shot defect pixels lie on the estimated object: the estimate is "
+                    "wrong here, so defects go where the learn shots have them (see layouts_preview.png; "
+                    "--foreground full ignores the estimate)")
+    elif kind == "texture":
+        found = 1.0 if masks else None
+        if len(masks) >= MIN_SHOTS and spanned < CONCENTRATED:
+            placement = "image-density"
+            note = (f"the good images look like a texture, but all {len(masks)} learn-shot defects lie in {spanned:.0%} "
+                    "of the frame: defects go where the learn shots have them (see layouts_preview.png)")
+    return {"kind": kind, "agreement": found, "support": support, "extent": spanned, "placement": placement, "note": note}

@@ -34,9 +34,7 @@ import numpy as np
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
 from anogen_data.layout.boxes import BoxStats, place_box
-from anogen_data.layout.evidence import (
-    CONCENTRATED, MIN_AGREEMENT, MIN_SHOTS, Density, agreement, extent, image_density, object_density,
-)
+from anogen_data.layout.evidence import Density, image_density, object_density, weigh
 from anogen_data.layout.foreground import MODES, BackgroundModel, fill_holes, fit_background, foreground_mask
 from anogen_data.layout.rle import encode_rle
 from anogen_data.layout.shapes import (
@@ -189,31 +187,14 @@ class LayoutProposer:
             return self._evidence
         shots = [e for es in self.shots.values() for e in es]
         masks = [read_mask(e.mask_path) for e in shots]
-        support = image_density(masks).support if masks else None
-        spanned = extent(masks) if masks else None
         kind = "full" if self.foreground == "full" else ("texture" if self._fit_model().texture else "object")
-        found, placement, note = None, "uniform", None
-        if kind == "object":
-            # inside the object's outline counts: a defect may itself look like the background (bright glass)
-            objects = [cv2.resize(fill_holes(self._estimate(e.path)), (m.shape[1], m.shape[0]),
-                                  interpolation=cv2.INTER_NEAREST) for e, m in zip(shots, masks)]
-            found = agreement(masks, objects) if masks else None
-            placement = "object"
-            if found is not None and found < MIN_AGREEMENT:
-                placement = "image-density"
-                note = (f"only {found:.0%} of the learn-shot defect pixels lie on the estimated object: the estimate is "
-                        "wrong here, so defects go where the learn shots have them (see layouts_preview.png; "
-                        "--foreground full ignores the estimate)")
-        elif kind == "texture" and len(shots) >= MIN_SHOTS and spanned < CONCENTRATED:
-            placement = "image-density"
-            note = (f"the good images look like a texture, but all {len(shots)} learn-shot defects lie in {spanned:.0%} "
-                    "of the frame: defects go where the learn shots have them (see layouts_preview.png)")
-        if kind == "texture":
-            found = 1.0 if masks else None
-        self._evidence = {"kind": kind, "agreement": found, "support": support, "extent": spanned,
-                          "placement": placement, "note": note}
-        if note:
-            log.warning(note)
+        # inside the object's outline counts: a defect may itself look like the background (bright glass)
+        objects = [] if kind != "object" else [
+            cv2.resize(fill_holes(self._estimate(e.path)), (m.shape[1], m.shape[0]), interpolation=cv2.INTER_NEAREST)
+            for e, m in zip(shots, masks)]
+        self._evidence = weigh(kind, masks, objects)
+        if self._evidence["note"]:
+            log.warning(self._evidence["note"])
         return self._evidence
 
     def density(self, defect: str) -> Density | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from anogen_data.data.image_io import read_image, write_png
-from anogen_data.layout.evidence import Density, extent, image_density, object_density
+from anogen_data.layout.evidence import Density, extent, image_density, object_density, weigh
 from anogen_data.layout.propose import LayoutProposer, propose_layouts
 from anogen_data.layout.rle import decode_rle
 from anogen_data.layout.shapes import mask_centroid
@@ -68,6 +68,21 @@ def test_density_maps_are_normalised_and_follow_the_masks():
     assert ring[48, 68] > 0.5 and ring[48, 48] < 0.05  # radius kept, any angle, never the centre
     assert extent([_blob(15, 15), _blob(80, 80), _blob(15, 80), _blob(80, 15)]) > 0.6
     assert extent([_blob(15, 15), _blob(25, 20)]) < 0.05 and extent([np.zeros((SIDE, SIDE), np.uint8)]) == 0.0
+
+
+def test_weigh_the_evidence_by_hand():
+    masks = [_blob(15, 15), _blob(22, 18), _blob(18, 24)]
+    on = [np.full((SIDE, SIDE), 255, np.uint8)] * 3
+    off = [np.zeros((SIDE, SIDE), np.uint8)] * 3
+    assert weigh("object", masks, on) | {"support": None, "extent": None} == {
+        "kind": "object", "agreement": 1.0, "support": None, "extent": None, "placement": "object", "note": None}
+    contradicted = weigh("object", masks, [on[0], off[0], off[0]])
+    assert contradicted["placement"] == "image-density" and contradicted["note"].startswith("only 33% of the learn-shot")
+    assert weigh("texture", masks, [])["placement"] == "image-density"  # three shots in one corner
+    assert weigh("texture", masks[:2], [])["placement"] == "uniform"  # two shots say nothing about spread
+    full = weigh("full", masks, [])
+    assert (full["placement"], full["agreement"], full["note"]) == ("uniform", None, None)
+    assert weigh("object", [], [])["agreement"] is None
 
 
 def test_texture_with_all_learn_defects_in_one_region_places_them_there(tmp_path, caplog):
