@@ -1,7 +1,7 @@
 """``layouts_preview.png``: see the placement before generating thousands of images (issue 17).
 
 A row of up to PREVIEW_TILES good images (the ones most layouts use), each at TILE px with the estimated
-foreground outline (green), the learned placement density as a heat overlay (red, brighter = likelier;
+foreground outline (green), the learned placement density as a heat overlay (azure, stronger = likelier;
 absent when placement is uniform) and the boxes of the layouts on that image (yellow) with their mask
 outlines (magenta). A header line gives the decision: object or texture, foreground share, share of the
 learn-shot defect pixels on the foreground. Pure drawing (OpenCV); reads nothing itself.
@@ -21,6 +21,7 @@ from anogen_data.records import Layout
 PREVIEW_TILES = 4
 TILE = 256
 HEADER = 22  # px of the text line above the tiles
+HEAT = (0, 140, 255)  # the density overlay's colour: azure, seen on red, dark and light parts alike
 
 
 def _outline(tile: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
@@ -68,9 +69,8 @@ def render_preview(
             if d is not None:
                 heat = np.maximum(heat, d)
         heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR)
-        view = view.astype(np.float32)
-        view[..., 0] = view[..., 0] * (1 - 0.6 * heat) + 255 * 0.6 * heat
-        view = view.round().astype(np.uint8)
+        alpha = 0.45 * heat[..., None]
+        view = (view.astype(np.float32) * (1 - alpha) + np.array(HEAT, np.float32) * alpha).round().astype(np.uint8)
         _outline(view, cv2.resize(foreground(path, (h, w)), size, interpolation=cv2.INTER_NEAREST), (0, 255, 0))
         for layout in mine:
             x0, y0, x1, y1 = (round(v * scale) for v in layout.bbox_xyxy)
