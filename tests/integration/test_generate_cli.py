@@ -160,3 +160,25 @@ def test_real_data_generate(run_cli, shared_data, tmp_path, folder, category, ba
     assert code == 0, err
     version = tmp_path / "ds" / category / "v1"
     assert len(read_records(version / "records.jsonl")) == 200 and (version / "contact_sheet.png").is_file()
+
+
+def test_propose_says_in_one_line_when_the_learn_shots_overrule_the_estimate(run_cli, make_mvtec, tmp_path, caplog):
+    """Random-noise "texture" whose every real defect sits in one corner: one warning line, placed there.
+
+    The line is a WARNING of ``anogen_data.layout.propose`` (stderr when no logging is configured; pytest
+    captures it in ``caplog``)."""
+    import numpy as np
+
+    from anogen_data.layout.rle import decode_rle
+
+    root = make_mvtec(category="cloth", good=6, defects={"dent": 9}, size=(64, 64))  # masks at [2:8, 3:9]
+    assert run_cli("index", "--data", root, "--category", "cloth", "--out", tmp_path / "index")[0] == 0
+    code, _, err = run_cli("propose", "--index", tmp_path / "index" / "index.jsonl", "--out", tmp_path / "layouts",
+                           "--n", 12)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("anogen_data")]
+    assert len(warnings) == 1 and "look like a texture, but all 3 learn-shot defects" in warnings[0], warnings
+    stats = json.loads((tmp_path / "layouts" / "placement.json").read_text())
+    assert stats["placement"] == "image-density" and stats["note"] in warnings[0]
+    masks = np.stack([decode_rle(x.mask_rle) > 0 for x in read_layouts(tmp_path / "layouts" / "layouts.jsonl")])
+    assert masks[:, :24, :24].sum() >= 0.9 * masks.sum()
