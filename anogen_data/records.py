@@ -71,9 +71,14 @@ class Layout:
         bbox_xyxy: the defect's box (x0, y0, x1, y1), x1/y1 exclusive, inside the image.
         mask_rle: pycocotools RLE of the full-image mask, {"size": [H, W], "counts": str}; 255 inside.
         seed: per-sample seed (derived from the run seed and the sample number).
-        shape_source: where the mask shape came from: "real:<mask path>" (placed freely),
-            "real-polar:<mask path>" (at the learn shot's radius, turned; see ``layout.propose``),
-            "perlin" or "stroke".
+        shape_source: what made the mask shape: "real" (a learn-shot mask, ``shot_mask``), "perlin" or
+            "stroke".
+        shot_mask: the learn-shot mask path of a real shape; None for synthetic shapes.
+        placement: how a real shape was placed: "free" (warped, anywhere allowed), "polar" (at the learn
+            shot's radius about the object centre, turned; see ``layout.propose``); None for synthetic shapes.
+
+    Files written before these fields existed packed both into ``shape_source`` ("real:<path>",
+    "real-polar:<path>"); ``read_layouts`` still reads them (``upgrade_layout_row``).
     """
 
     id: str
@@ -84,6 +89,23 @@ class Layout:
     mask_rle: dict[str, Any]
     seed: int
     shape_source: str
+    shot_mask: str | None = None
+    placement: str | None = None
+
+
+LEGACY_REAL_SOURCES = {"real:": "free", "real-polar:": "polar"}  # old packed ``shape_source`` prefixes
+
+
+def upgrade_layout_row(row: dict) -> dict:
+    """A ``layouts.jsonl`` row in the current form: an old packed ``shape_source`` ("real:<path>",
+    "real-polar:<path>") becomes ``shape_source="real"`` + ``shot_mask`` + ``placement``."""
+    source = row.get("shape_source") if isinstance(row, dict) else None
+    if isinstance(source, str) and "shot_mask" not in row:
+        for prefix in sorted(LEGACY_REAL_SOURCES, key=len, reverse=True):
+            if source.startswith(prefix):
+                return {**row, "shape_source": "real", "shot_mask": source[len(prefix):],
+                        "placement": LEGACY_REAL_SOURCES[prefix]}
+    return row
 
 
 @dataclass(frozen=True)
@@ -125,10 +147,10 @@ def to_row(record) -> dict:
     return row
 
 
-def _rows(cls, model, path: Path) -> list[tuple[int, Any]]:
+def _rows(cls, model, path: Path, upgrade=None) -> list[tuple[int, Any]]:
     """(line number, ``cls`` instance) of each row, validated by ``model`` of ``anogen_data.schemas``."""
     out = []
-    for lineno, row in schemas.iter_rows(path, model):
+    for lineno, row in schemas.iter_rows(path, model, upgrade):
         values = row.model_dump()
         if "mask_rle" in values:
             values["mask_rle"] = {"size": list(values["mask_rle"]["size"]), "counts": values["mask_rle"]["counts"]}
@@ -194,14 +216,15 @@ def read_records(path: Path, index: list[IndexEntry] | None = None) -> list[Synt
 
 
 def read_layouts(path: Path, index: list[IndexEntry] | None = None) -> list[Layout]:
-    """Read ``layouts.jsonl`` (schema ``schemas.LayoutRow``); with ``index`` each ``source_path`` must be one
-    of its good train images and the mask must have that image's size.
+    """Read ``layouts.jsonl`` (schema ``schemas.LayoutRow``; old packed ``shape_source`` rows too, see
+    ``upgrade_layout_row``); with ``index`` each ``source_path`` must be one of its good train images and
+    the mask must have that image's size.
 
     Raises:
         AnogenError: one line naming the file, line and field (a repeated id too).
     """
     path = Path(path)
-    rows = _rows(Layout, schemas.LayoutRow, path)
+    rows = _rows(Layout, schemas.LayoutRow, path, upgrade=upgrade_layout_row)
     _duplicate_ids(rows, path)
     allowed = _sources(index, ("train",))
     if allowed is not None:

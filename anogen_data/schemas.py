@@ -142,7 +142,9 @@ class LayoutRow(_Row):
     bbox_xyxy: BoxXYXY
     mask_rle: Rle
     seed: Seed
-    shape_source: str
+    shape_source: Literal["real", "perlin", "stroke"]
+    shot_mask: AbsPath | None = None  # the learn-shot mask of a real shape
+    placement: Literal["free", "polar"] | None = None  # how a real shape was placed
 
     @model_validator(mode="after")
     def _box_inside(self) -> LayoutRow:
@@ -332,8 +334,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def iter_rows(path: Path, model: type[BaseModel]) -> Iterator[tuple[int, BaseModel]]:
-    """(line number, validated row) for each non-blank line of a JSON-lines file.
+def iter_rows(path: Path, model: type[BaseModel],
+              upgrade: typing.Callable[[dict], dict] | None = None) -> Iterator[tuple[int, BaseModel]]:
+    """(line number, validated row) for each non-blank line of a JSON-lines file; ``upgrade`` turns a row
+    of an older form into the current one before validation.
 
     Raises:
         AnogenError: the file is missing, or a line is not JSON / not a ``model`` (file, line, field named).
@@ -345,10 +349,23 @@ def iter_rows(path: Path, model: type[BaseModel]) -> Iterator[tuple[int, BaseMod
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            if upgrade is not None:
+                line = _upgraded(line, upgrade)
             try:
                 yield lineno, model.model_validate_json(line, strict=True)
             except ValidationError as exc:
                 raise AnogenError(describe(exc, f"{path}:{lineno}")) from None
+
+
+def _upgraded(line: bytes, upgrade: typing.Callable[[dict], dict]) -> bytes:
+    """``line`` with ``upgrade`` applied to its JSON object (unchanged when it is not one: validation says why)."""
+    import json
+
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return line
+    return json.dumps(upgrade(row)).encode("utf-8") if isinstance(row, dict) else line
 
 
 def read_json_model(path: Path, model: type[BaseModel]) -> BaseModel:

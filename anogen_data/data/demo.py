@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -76,23 +77,24 @@ def _point_on_part(rng: np.random.Generator, geometry: tuple[float, float, float
     return np.array([cx + r * np.cos(a), cy + r * np.sin(a)])
 
 
-def _defect_mask(rng: np.random.Generator, kind: str, size: int, geometry) -> np.ndarray:
-    """uint8 (H, W), 255 where the defect is drawn (before clipping to the part)."""
+def _defect_mask(rng: np.random.Generator, kind: str, size: int, geometry, point=_point_on_part) -> np.ndarray:
+    """uint8 (H, W), 255 where the defect is drawn (before clipping to the part); ``point(rng, geometry)``
+    draws where a defect starts."""
     mask = np.zeros((size, size), np.uint8)
     scale = size / 256.0
     if kind == "scratch":
         for _ in range(int(rng.integers(1, 4))):
-            p = _point_on_part(rng, geometry)
+            p = point(rng, geometry)
             a, length = rng.uniform(0, np.pi), rng.uniform(25, 60) * scale
             d = np.array([np.cos(a), np.sin(a)]) * length / 2
             cv2.line(mask, tuple(int(v) for v in p - d), tuple(int(v) for v in p + d), 255,
                      max(1, round(2 * scale)), cv2.LINE_8)
     elif kind == "spot":
-        p = _point_on_part(rng, geometry)
+        p = point(rng, geometry)
         axes = (max(2, int(rng.uniform(5, 12) * scale)), max(2, int(rng.uniform(4, 9) * scale)))
         cv2.ellipse(mask, (int(p[0]), int(p[1])), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1, cv2.LINE_8)
     elif kind == "crack":
-        p, heading, points = _point_on_part(rng, geometry), rng.uniform(0, 2 * np.pi), []
+        p, heading, points = point(rng, geometry), rng.uniform(0, 2 * np.pi), []
         for _ in range(int(rng.integers(8, 14))):
             points.append(p.astype(np.int32))
             heading += rng.normal(0, 0.5)
@@ -149,12 +151,17 @@ def render_demo(
 
     Writes ``train/good/NNN.png`` (n_good), ``test/good/NNN.png`` (n_test_good), ``test/<defect>/NNN.png``
     and ``ground_truth/<defect>/NNN_mask.png`` (n_per_defect each). Not atomic: see ``demo_root``.
+    ``category`` is a folder name for the washer, or one of ``demo_variants.VARIANTS`` (rendered by
+    ``demo_variants.render_variant``).
     """
+    from anogen_data.data.demo_variants import VARIANTS, variant_image
+
     folder = Path(root) / category
+    render = partial(variant_image, category) if category in VARIANTS else render_image
     jobs = [("train", "good", i) for i in range(n_good)] + [("test", "good", i) for i in range(n_test_good)]
     jobs += [("test", kind, i) for kind in defects for i in range(n_per_defect)]
     for split, kind, number in jobs:
-        image, mask = render_image(seed + (1000 if split == "test" else 0), kind, number, size)
+        image, mask = render(seed + (1000 if split == "test" else 0), kind, number, size)
         out = folder / split / kind
         out.mkdir(parents=True, exist_ok=True)
         write_png(out / f"{number:03d}.png", image)
@@ -163,8 +170,9 @@ def render_demo(
             gt.mkdir(parents=True, exist_ok=True)
             write_png(gt / f"{number:03d}_mask.png", mask)
     (folder / "README.txt").write_text(
-        "anogen-data built-in DEMO category: procedurally rendered washers with scratch/spot/crack defects.\n"
-        "It exists so every command runs without downloads; it is never evidence of quality.\n",
+        ("anogen-data built-in DEMO category: procedurally rendered washers with scratch/spot/crack defects.\n"
+         if category not in VARIANTS else f"anogen-data built-in DEMO variant '{category}' (anogen_data.data.demo_variants).\n")
+        + "It exists so every command runs without downloads; it is never evidence of quality.\n",
         encoding="utf-8",
     )
     return folder
@@ -175,15 +183,16 @@ def default_cache() -> Path:
     return Path(os.environ.get("ANOGEN_CACHE") or Path.home() / ".cache" / "anogen-data")
 
 
-def demo_root(cache: Path | None = None) -> Path:
-    """A data root holding the full demo category (``<root>/demo``), rendered once into the cache.
+def demo_root(cache: Path | None = None, category: str = CATEGORY) -> Path:
+    """A data root holding the full demo category (``<root>/demo``, or a variant ``<root>/demo-dark`` ...
+    of ``demo_variants.VARIANTS``), rendered once into the cache.
 
     Rendering goes to a temporary folder renamed into place, so concurrent callers (pytest -n 2, two
     DVC stages) never see a half-written category; the loser of a race discards its copy.
     """
     base = Path(cache) if cache is not None else default_cache()
-    final = base / f"demo-v{DEMO_VERSION}"
-    if (final / CATEGORY / "README.txt").is_file():
+    final = base / f"{category}-v{DEMO_VERSION}"
+    if (final / category / "README.txt").is_file():
         return final
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -194,10 +203,10 @@ def demo_root(cache: Path | None = None) -> Path:
             f"cannot write the demo category into {base} ({exc.strerror}); set ANOGEN_CACHE to a writable folder"
         ) from exc
     try:
-        render_demo(tmp)
+        render_demo(tmp) if category == CATEGORY else render_demo(tmp, category=category)
         os.rename(tmp, final)
     except OSError:
-        if not (final / CATEGORY / "README.txt").is_file():
+        if not (final / category / "README.txt").is_file():
             raise
     finally:
         if tmp.exists():

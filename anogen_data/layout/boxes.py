@@ -47,7 +47,7 @@ class BoxStats:
 
 
 def place_box(
-    shape_hw: tuple[int, int], foreground: np.ndarray, rng: np.random.Generator
+    shape_hw: tuple[int, int], foreground: np.ndarray, rng: np.random.Generator, weights: np.ndarray | None = None,
 ) -> tuple[int, int, int, int]:
     """An XYXY box of size ``shape_hw`` centred on a random foreground pixel, shifted to lie inside.
 
@@ -55,9 +55,18 @@ def place_box(
         shape_hw: (height, width) of the box; must fit in the image.
         foreground: uint8 (H, W), 255 = where defects may go (all-zero: anywhere).
         rng: the sample's generator.
+        weights: optional float (H, W) >= 0, not all 0: the centre is drawn with probability proportional
+            to it (a density of real defect positions) instead of uniformly over the foreground.
     """
     H, W = foreground.shape
     bh, bw = min(shape_hw[0], H), min(shape_hw[1], W)
+    if weights is not None:
+        flat = weights.astype(np.float64).ravel()
+        k = int(rng.choice(flat.size, p=flat / flat.sum()))
+        cy, cx = divmod(k, W)
+        x0 = int(np.clip(cx - bw // 2, 0, W - bw))
+        y0 = int(np.clip(cy - bh // 2, 0, H - bh))
+        return x0, y0, x0 + bw, y0 + bh
     ys, xs = np.nonzero(foreground)
     if ys.size:
         k = int(rng.integers(ys.size))

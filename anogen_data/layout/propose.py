@@ -12,10 +12,18 @@ mirrored) about the object centre to a new angle (``shapes.polar_shape``), so de
 shows on a rim (MVTec bottle's broken_large/broken_small on the mouth ring) stay on the rim, tangent to
 it. The prior is learned from the learn shots only (role "learn"), never from the eval split. "auto" is
 polar for object categories, free for textures (no centre) and for synthetic shapes (no real position).
+
+The learn shots are also evidence for the foreground itself (``layout.evidence``, issue 17): free
+placement of a real defect type on an object follows that type's density of real defect positions
+relative to the object (not the whole foreground); a texture whose learn-shot defects all lie in one
+region is placed by their density in the image frame; and when the learn-shot defects lie off the
+estimated object (the estimate is wrong), placement follows their positions in the image frame instead.
+Either contradiction is logged as one warning line and recorded in ``placement_stats()``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -26,12 +34,15 @@ import numpy as np
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
 from anogen_data.layout.boxes import BoxStats, place_box
-from anogen_data.layout.foreground import MODES, BackgroundModel, fit_background, foreground_mask
+from anogen_data.layout.evidence import Density, image_density, object_density, weigh
+from anogen_data.layout.foreground import MODES, BackgroundModel, fill_holes, fit_background, foreground_mask
 from anogen_data.layout.rle import encode_rle
 from anogen_data.layout.shapes import (
-    REAL_SOURCES, SHAPE_KINDS, crop_defect, mask_centroid, polar_shape, real_shape, synthetic_shape,
+    SHAPE_KINDS, crop_defect, mask_centroid, polar_shape, real_shape, synthetic_shape,
 )
 from anogen_data.records import IndexEntry, Layout
+
+log = logging.getLogger(__name__)
 
 SYNTHETIC_DEFECT = "synthetic"  # defect type name when a category has no real anomalies
 SHAPES = ("auto", "real", "perlin", "stroke", "mixed")
@@ -40,6 +51,7 @@ MIN_COVERAGE = 0.9  # accept a placement when this fraction of the shape lies on
 PLACEMENT_TRIES = 20
 EDGE_MARGIN = 0.04  # object categories: defects keep this share of the image side off the object's edge
 BACKGROUND_IMAGES = 40  # good images used to fit the background model (evenly spread)
+STATS_IMAGES = 8  # good images whose foreground share is reported (evenly spread)
 
 
 def sample_seed(run_seed: int, number: int) -> int:
@@ -106,6 +118,8 @@ class LayoutProposer:
         self._fg: dict[str, np.ndarray] = {}
         self._crops: dict[str, np.ndarray] = {}
         self._offsets: dict[str, np.ndarray] = {}
+        self._evidence: dict | None = None
+        self._densities: dict[str, Density] = {}
         self.stats = {d: BoxStats.from_masks([read_mask(e.mask_path) for e in es]) for d, es in self.shots.items()}
         self.all_stats = BoxStats(tuple(s for st in self.stats.values() for s in st.sizes))
 
@@ -127,7 +141,7 @@ class LayoutProposer:
 
         For object categories this is the estimated object eroded by EDGE_MARGIN of the image side, so
         that a defect never sits on the object's rim against the background (e.g. bottle's grey edge
-        ring); textures and ``foreground="full"`` get the whole image.
+        ring); textures, ``foreground="full"`` and an estimate the learn shots contradict get the whole image.
         """
         small = self._object(path)
         if small is None:
@@ -138,19 +152,114 @@ class LayoutProposer:
             self._fg[path] = eroded if eroded.any() else small
         return cv2.resize(self._fg[path], (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
 
-    def _object(self, path: str) -> np.ndarray | None:
-        """The estimated object of an image at 256 x 256, uint8 (255 = object); None = whole frame."""
-        if self.foreground == "full":
-            return None
+    def _fit_model(self) -> BackgroundModel:
         if self._model is None:
             step = max(1, len(self.goods) // BACKGROUND_IMAGES)
             self._model = fit_background(self.loader(e.path) for e in self.goods[::step])
-        if self._model.texture:
+        return self._model
+
+    def _estimate(self, path: str) -> np.ndarray | None:
+        """The estimated object of an image at 256 x 256, uint8 (255 = object); None = texture or "full"."""
+        if self.foreground == "full" or self._fit_model().texture:
             return None
         if path not in self._objects:
             self._objects[path] = cv2.resize(foreground_mask(self.loader(path), self._model, self.foreground),
                                              (256, 256), interpolation=cv2.INTER_NEAREST)
         return self._objects[path]
+
+    def _object(self, path: str) -> np.ndarray | None:
+        """The object of an image at 256 x 256, uint8 (255 = object); None = whole frame (a texture,
+        ``foreground="full"``, or an estimate the learn shots contradict)."""
+        if self.evidence()["placement"] == "image-density":
+            return None
+        return self._estimate(path)
+
+    def evidence(self) -> dict:
+        """What the learn shots say about the foreground estimate (computed once; see ``layout.evidence``).
+
+        Returns a dict: ``kind`` ("object" | "texture" | "full"), ``agreement`` (share of learn-shot defect
+        pixels on the estimated foreground of their images, 0..1, None without shots), ``support`` (share
+        of the image frame the learn-shot defect density covers) and ``extent`` (share inside the hull of
+        all learn-shot defect pixels; both None without shots), ``placement``
+        ("object" | "uniform" | "image-density") and ``note`` (the contradiction, one line, or None).
+        """
+        if self._evidence is not None:
+            return self._evidence
+        shots = [e for es in self.shots.values() for e in es]
+        masks = [read_mask(e.mask_path) for e in shots]
+        kind = "full" if self.foreground == "full" else ("texture" if self._fit_model().texture else "object")
+        # inside the object's outline counts: a defect may itself look like the background (bright glass)
+        objects = [] if kind != "object" else [
+            cv2.resize(fill_holes(self._estimate(e.path)), (m.shape[1], m.shape[0]), interpolation=cv2.INTER_NEAREST)
+            for e, m in zip(shots, masks)]
+        self._evidence = weigh(kind, masks, objects)
+        if self._evidence["note"]:
+            log.warning(self._evidence["note"])
+        return self._evidence
+
+    def density(self, defect: str) -> Density | None:
+        """Where real ``defect`` defects lie: object frame on objects, image frame when placement is
+        "image-density" (pooled over all defect types: the region of the frame defects occur in); None
+        for uniform placement or a type without learn shots."""
+        placement = self.evidence()["placement"]
+        if placement == "uniform" or not self.shots or (placement == "object" and not self.shots.get(defect)):
+            return None
+        key = defect if placement == "object" else "*"
+        if key not in self._densities:
+            if placement == "object":
+                shots = self.shots[defect]
+                frames = [self.object_frame(e.path, (e.height, e.width)) for e in shots]
+                kept = [(read_mask(e.mask_path), f) for e, f in zip(shots, frames) if f is not None]
+                self._densities[key] = object_density([m for m, _ in kept], [f for _, f in kept])
+            else:
+                self._densities[key] = image_density([read_mask(e.mask_path) for es in self.shots.values() for e in es])
+        return self._densities[key]
+
+    def density_on(self, defect: str, path: str, hw: tuple[int, int], radial: bool = False) -> np.ndarray | None:
+        """``density(defect)`` evaluated on a good image, float32 (H, W), max 1; None = uniform."""
+        density = self.density(defect)
+        if density is None:
+            return None
+        if density.frame == "image":
+            return density.on_image(hw)
+        frame = self.object_frame(path, hw)
+        return None if frame is None else density.on_image(hw, *frame, radial=radial)
+
+    def object_mask(self, path: str, hw: tuple[int, int]) -> np.ndarray:
+        """The estimated object of a good image (before the EDGE_MARGIN erosion), uint8 (H, W), 255 = object;
+        all 255 for the whole frame."""
+        small = self._object(path)
+        return np.full(hw, 255, np.uint8) if small is None else cv2.resize(small, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+
+    def placement_density(self, defect: str, path: str, hw: tuple[int, int]) -> np.ndarray | None:
+        """The density placement of ``defect`` really uses on a good image (radius only when polar), float32
+        (H, W), max 1; None = uniform over the foreground."""
+        return self.density_on(defect, path, hw, radial=self.uses_polar(defect))
+
+    def placement_stats(self) -> dict:
+        """The placement decision and its numbers, for the ``layouts.jsonl`` sidecar and the dataset card:
+        ``evidence()`` plus ``cue``, ``separability`` and ``foreground_fraction`` (mean share of the frame
+        the estimated object covers, before the EDGE_MARGIN erosion, on STATS_IMAGES evenly spread good
+        images; 1.0 for the whole frame)."""
+        stats = dict(self.evidence())
+        model = None if self.foreground == "full" else self._fit_model()
+        step = max(1, len(self.goods) // STATS_IMAGES)
+        objects = [self._object(e.path) for e in self.goods[::step][:STATS_IMAGES]]
+        fractions = [1.0 if obj is None else float((obj > 0).mean()) for obj in objects]
+        stats.update(cue=None if model is None else model.cue,
+                     separability=None if model is None else round(model.separability, 4),
+                     foreground_fraction=round(float(np.mean(fractions)), 4))
+        for key in ("agreement", "support", "extent"):
+            stats[key] = None if stats[key] is None else round(float(stats[key]), 4)
+        return stats
+
+    def prepare(self) -> None:
+        """Fit the background model, weigh the evidence and, when the model needs the network, estimate
+        every good image's object now: forked workers then never run torch (a forked thread pool can hang)."""
+        self.evidence()
+        if self._model is not None and self._model.features is not None and self.evidence()["placement"] == "object":
+            for entry in self.goods:
+                self._estimate(entry.path)
 
     def object_frame(self, path: str, hw: tuple[int, int]) -> tuple[np.ndarray, float] | None:
         """(centre (x, y) in px, radius in px) of the object in an image of size ``hw``; None for textures.
@@ -173,11 +282,13 @@ class LayoutProposer:
         if self.placement == "polar" and not has_centre:
             raise AnogenError(
                 "placement 'polar' needs an object with a centre, but this category is a texture (or foreground "
-                "is 'full'); use placement 'auto' or 'free'"
+                "is 'full', or the learn shots contradict the estimated object); use placement 'auto' or 'free'"
             )
         return has_centre
 
-    def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    def _shape(self, defect: str, seed: int, hw: tuple[int, int], rng: np.random.Generator
+               ) -> tuple[np.ndarray, str, str | None]:
+        """(mask crop uint8 {0, 255}, shape_source "real" | "perlin" | "stroke", learn-shot mask path or None)."""
         kind = self.shape
         if kind == "auto":
             kind = "real" if self.shots.get(defect) else "mixed"
@@ -189,11 +300,11 @@ class LayoutProposer:
                 self._crops[shot.mask_path] = crop_defect(read_mask(shot.mask_path))[0]
             ratio = math.sqrt(hw[0] * hw[1] / (shot.height * shot.width))
             mask, _ = real_shape(self._crops[shot.mask_path], seed, size_ratio=ratio, target_hw=hw)
-            return mask, REAL_SOURCES["free"] + shot.mask_path
+            return mask, "real", shot.mask_path
         if kind == "mixed":
             kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
         bh, bw = self.stats.get(defect, self.all_stats).sample(rng, hw)
-        return synthetic_shape(kind, bh, bw, rng), kind
+        return synthetic_shape(kind, bh, bw, rng), kind, None
 
     def propose(self, number: int, defect: str, run_seed: int, category: str) -> Layout:
         """The layout of sample ``number`` (deterministic in (run_seed, number, defect))."""
@@ -203,11 +314,15 @@ class LayoutProposer:
         hw = (source.height, source.width)
         if self.uses_polar(defect):
             return self._propose_polar(number, defect, seed, rng, source, category)
-        shape, shape_source = self._shape(defect, seed, hw, rng)
+        shape, shape_source, shot_mask = self._shape(defect, seed, hw, rng)
         fg = self.foreground_of(source.path, hw)
+        weights = self.density_on(defect, source.path, hw)  # where real defects of this type lie; None = anywhere
+        if weights is not None:
+            weights = np.where(fg > 0, weights, 0.0)
+            weights = weights if weights.max() > 0 else None  # the density misses this object: plain foreground
         best: tuple[float, tuple[int, int, int, int], np.ndarray] | None = None
         for _ in range(PLACEMENT_TRIES):
-            box = place_box(shape.shape, fg, rng)
+            box = place_box(shape.shape, fg, rng, weights)
             coverage, mask = _fit(shape, box, fg)
             if best is None or coverage > best[0]:
                 best = (coverage, box, mask)
@@ -216,7 +331,8 @@ class LayoutProposer:
         _, box, mask = best
         return Layout(
             id=f"syn_{number:06d}", category=category, defect_type=defect, source_path=source.path,
-            bbox_xyxy=box, mask_rle=encode_rle(mask), seed=seed, shape_source=shape_source,
+            bbox_xyxy=box, mask_rle=encode_rle(mask), seed=seed, shape_source=shape_source, shot_mask=shot_mask,
+            placement=None if shot_mask is None else "free",
         )
 
     def _shot_offset(self, shot: IndexEntry) -> np.ndarray:
@@ -261,7 +377,7 @@ class LayoutProposer:
         return Layout(
             id=f"syn_{number:06d}", category=category, defect_type=defect, source_path=source.path,
             bbox_xyxy=box, mask_rle=encode_rle(mask), seed=shape_seed,
-            shape_source=REAL_SOURCES["polar"] + shot.mask_path,
+            shape_source="real", shot_mask=shot.mask_path, placement="polar",
         )
 
 

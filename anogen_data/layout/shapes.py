@@ -28,7 +28,6 @@ from anogen_data.layout.noise import fractal_noise  # noqa: E402
 from anogen_data.layout.rle import mask_bbox  # noqa: E402
 
 SHAPE_KINDS = ("perlin", "stroke")
-REAL_SOURCES = {"free": "real:", "polar": "real-polar:"}  # Layout.shape_source prefix of a real shape per placement
 MAX_FRACTION = 0.9  # a warped shape never covers more than this fraction of the target side
 
 
@@ -42,14 +41,6 @@ def crop_defect(mask: np.ndarray, image: np.ndarray | None = None, margin: float
     h, w = mask.shape
     x0, y0, x1, y1 = max(0, x0 - pad_x), max(0, y0 - pad_y), min(w, x1 + pad_x), min(h, y1 + pad_y)
     return mask[y0:y1, x0:x1], (None if image is None else image[y0:y1, x0:x1])
-
-
-def parse_real_source(shape_source: str) -> tuple[str, str] | None:
-    """("free" | "polar", learn-shot mask path) of a ``Layout.shape_source``; None for synthetic shapes."""
-    for placement, prefix in REAL_SOURCES.items():
-        if shape_source.startswith(prefix):
-            return placement, shape_source[len(prefix):]
-    return None
 
 
 def _trim(mask: np.ndarray, image: np.ndarray | None, pad: int) -> tuple[np.ndarray, np.ndarray | None]:

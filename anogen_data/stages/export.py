@@ -96,6 +96,10 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
                 configs[stage] = cfg
     if concepts_dir is not None:
         lineage["concepts_dir"] = str(concepts_dir)
+    from anogen_data.stages.propose import read_placement  # here: stages.propose imports this module
+
+    if records_file is not None and (placement := read_placement(Path(records_file).parent)) is not None:
+        lineage["placement"] = placement  # propose's sidecar, carried by generate beside records.jsonl
     folder = write_version(
         Path(out_root), name or category, category=category, index=entries, records=records,
         records_dir=Path(records_file).parent if records_file is not None else None, scores=scores,

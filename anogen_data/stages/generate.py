@@ -39,7 +39,7 @@ from anogen_data.schemas import check_concepts
 from anogen_data.stages.index import index_entries, load_index_entries
 from anogen_data.layout.propose import LayoutProposer, interleave
 from anogen_data.stages.export import index_category
-from anogen_data.stages.propose import make_layouts
+from anogen_data.stages.propose import PLACEMENT, propose_all, read_placement
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
@@ -108,8 +108,9 @@ def count_layouts(layouts_file: Path, defect: str | None = None) -> int:
 
 
 def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry], layouts_file: Path | None,
-                 progress: Progress | None) -> list[Layout]:
-    """The first ``config.n`` layouts of ``layouts_file``, or of ``config.propose`` proposed now.
+                 progress: Progress | None) -> tuple[list[Layout], dict | None]:
+    """The first ``config.n`` layouts of ``layouts_file``, or of ``config.propose`` proposed now, and the
+    placement stats (the layouts' ``placement.json`` sidecar; None when a layouts file has none).
 
     Proposing here makes ``config.propose.n`` layouts and takes the first n, exactly as the staged run
     (``propose`` then ``generate --layouts``) does. One exception: the perlin backend with
@@ -119,17 +120,20 @@ def load_layouts(config: GenerateConfig, backend: str, entries: list[IndexEntry]
     if config.n < 1:
         raise AnogenError(f"--n must be at least 1 (got {config.n})")
     if layouts_file is not None:
-        return select_layouts(read_layouts(Path(layouts_file), index=entries), config, str(layouts_file))
+        layouts = select_layouts(read_layouts(Path(layouts_file), index=entries), config, str(layouts_file))
+        return layouts, read_placement(Path(layouts_file).parent)
     propose = config.propose
     if propose.shape == "auto" and backend == "perlin":
         propose = dataclasses.replace(propose, shape="perlin")
     advance = progress("propose", propose.n) if progress else None
     category = entries[0].category or config.category
     if config.workers > 1 and backend in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
-        layouts = propose_in_workers(propose, entries, category, config.workers, advance)
+        stats: dict = {}
+        layouts = propose_in_workers(propose, entries, category, config.workers, advance, stats=stats)
     else:
-        layouts = make_layouts(propose, entries, category, advance)
-    return select_layouts(layouts, config, "the proposal (propose.n)")
+        layouts, proposer = propose_all(propose, entries, category, advance)
+        stats = proposer.placement_stats()
+    return select_layouts(layouts, config, "the proposal (propose.n)"), stats
 
 
 def _init_proposer(proposer: LayoutProposer, parent_pid: int) -> None:
@@ -143,8 +147,9 @@ def _propose_task(jobs: list[tuple[int, str]], seed: int, category: str) -> list
 
 
 def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], category: str, workers: int,
-                       on_progress: Callable[[int], None] | None = None) -> list[Layout]:
-    """``make_layouts``'s very layouts, proposed by ``workers`` forked processes (each with its own image caches).
+                       on_progress: Callable[[int], None] | None = None, stats: dict | None = None) -> list[Layout]:
+    """``make_layouts``'s very layouts, proposed by ``workers`` forked processes (each with its own image
+    caches); ``stats``, when given, is filled with the proposer's ``placement_stats()``.
 
     Every layout depends only on (seed, number, defect type), so splitting the numbers between
     processes changes nothing; the parent only collects the results in order.
@@ -160,8 +165,7 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # no child may inherit OpenCV's thread pool: a forked copy of it hangs
     try:
-        first = proposer.goods[0]
-        proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
+        proposer.prepare()  # fit the background model and weigh the evidence once, pre-fork (no torch in children)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer,
                                  initargs=(proposer, os.getpid())) as pool:
             try:
@@ -174,6 +178,8 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
                 raise
     finally:
         cv2.setNumThreads(threads)
+    if stats is not None:
+        stats.update(proposer.placement_stats())
     return layouts
 
 
@@ -262,12 +268,14 @@ def run_generate(
     work = out.with_name(out.name + ".partial") if no_export else out / name / ".generate.partial"
     if rank == 0 and work.exists() and not resume:  # a killed run's folder: say so before proposing layouts
         raise AnogenError(f"{work} holds an interrupted run; pass --resume to continue it or delete the folder")
-    layouts = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
+    layouts, placement = load_layouts(config, backend, entries, layouts_file, progress if rank == 0 else None)
     run_config = {**used_config(config, index_file, layouts_file, no_export), "backend": backend,
                   "index_file": None if index_file is None else str(index_file),
                   "layouts_file": None if layouts_file is None else str(layouts_file)}
     if rank == 0:
         _prepare_work(work, run_config, resume)
+        if placement:  # how placement was decided travels beside records.jsonl into the dataset card
+            (work / PLACEMENT).write_text(json.dumps(placement, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if state:
         state.wait_for_everyone()  # the work folder exists (and was checked) before any shard is written
     advance = progress(f"{backend}", len(shard(layouts, rank, world))) if progress and rank == 0 else None
@@ -289,6 +297,8 @@ def _export(config: GenerateConfig, name: str, entries: list[IndexEntry], work: 
     from anogen_data.writers.version import write_version
 
     lineage = {"generate_backend": run_config["backend"], "concepts_dir": None if concepts is None else str(concepts)}
+    if (placement := read_placement(work)) is not None:
+        lineage["placement"] = placement
     if index_file is not None:
         lineage.update(index_file=str(index_file), index_sha256=sha256_file(index_file))
     nested = ("index", "propose", "export")

@@ -21,17 +21,20 @@ DEMO = "demo"
 def resolve_data_root(config: IndexConfig) -> Path:
     """The data root for ``config``.
 
-    ``data`` "demo" (the default) means: the rendered demo root for ``--category demo``, else the data
-    root set once (``$ANOGEN_DATA``, or ``<cache>/data`` where ``anogen-data download`` writes). A missing
-    category says how to get it; nothing is ever downloaded here.
+    ``data`` "demo" (the default) means: the rendered demo root for ``--category demo`` (or one of its
+    variants ``demo-dark``, ``demo-light``, ``demo-texture``), else the data root set once
+    (``$ANOGEN_DATA``, or ``<cache>/data`` where ``anogen-data download`` writes). A missing category says
+    how to get it; nothing is ever downloaded here.
     """
     from anogen_data.data.download import default_data_root, download_hint
 
     if str(config.data) == DEMO:
-        if config.category == DEMO:
+        from anogen_data.data.demo_variants import VARIANTS
+
+        if config.category == DEMO or config.category in VARIANTS:
             from anogen_data.data.demo import demo_root
 
-            return demo_root()
+            return demo_root(category=config.category)
         root = default_data_root()
         if not (root / config.category).is_dir():
             raise AnogenError(

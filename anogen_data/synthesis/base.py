@@ -14,7 +14,7 @@ Conventions: images are uint8 RGB (H, W, 3); masks are uint8 (H, W) with values 
 A backend may put facts about a sample that belong in its record (not only in its recipe) under the
 recipe key ``"extra"`` (:data:`RECIPE_EXTRA`): a JSON-able dict the runner merges into
 ``SynthRecord.extra`` (e.g. DualAnoDiff's BCM reference image). The runner's own keys
-(``shape_source``) win on a clash.
+(``shape_source``, and ``shot_mask`` / ``placement`` for real shapes) win on a clash.
 """
 
 from __future__ import annotations

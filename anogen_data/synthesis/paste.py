@@ -2,7 +2,7 @@
 
 Like AnoGen (Gui et al., ECCV 2024) and DualAnoDiff (Jin et al., CVPR 2025) it sees only the few
 "learn" shots of a defect type. It cuts the real defect (image + mask) from the learn shot named by the
-layout (``shape_source = "real:<mask path>"`` or ``"real-polar:<mask path>"``), warps it with the *same*
+layout (``shape_source == "real"``, its ``shot_mask`` and ``placement``), warps it with the *same*
 transform that ``propose`` used to make the layout's mask (``layout.shapes.real_shape``, or
 ``polar_shape`` for polar placement, which turns the defect with its new angle about the object centre
 so rim defects stay tangent to the rim; both seeded by the layout's seed), jitters
@@ -31,7 +31,7 @@ import numpy as np
 
 from anogen_data.data.image_io import read_image, read_mask
 from anogen_data.errors import AnogenError
-from anogen_data.layout.shapes import crop_defect, parse_real_source, polar_shape, real_shape
+from anogen_data.layout.shapes import crop_defect, polar_shape, real_shape
 from anogen_data.records import IndexEntry, Layout
 from anogen_data.synthesis.base import Backend, layout_mask
 from anogen_data.synthesis.colour import apply_jitter, draw_jitter
@@ -76,13 +76,12 @@ class PasteBackend(Backend):
 
     def _shot(self, layout: Layout) -> tuple[IndexEntry, str]:
         """(the learn shot the layout's shape came from, its placement "free" | "polar")."""
-        real = parse_real_source(layout.shape_source)
-        if real is None:
+        if layout.shape_source != "real" or not layout.shot_mask:
             raise AnogenError(
                 f"layout {layout.id} has a '{layout.shape_source}' shape; paste needs real shapes "
                 "(propose with --shape real or auto), or use --backend perlin"
             )
-        placement, mask_path = real
+        placement, mask_path = layout.placement or "free", layout.shot_mask
         if mask_path not in self.shots:
             raise AnogenError(f"layout {layout.id}: {mask_path} is not a learn shot of this index; re-run propose")
         return self.shots[mask_path], placement

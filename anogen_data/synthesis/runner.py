@@ -54,6 +54,15 @@ def _write_png_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def layout_facts(layout: Layout) -> dict:
+    """What a record keeps of its layout's shape: ``shape_source``, and for real shapes the learn-shot
+    ``shot_mask`` and the ``placement``; these win over a backend's own ``extra`` keys."""
+    facts = {"shape_source": layout.shape_source}
+    if layout.shot_mask is not None:
+        facts.update(shot_mask=layout.shot_mask, placement=layout.placement)
+    return facts
+
+
 def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path) -> list[dict]:
     """Make, write and describe one batch of samples; returns their records.jsonl rows.
 
@@ -71,7 +80,7 @@ def synthesise_batch(backend: Backend, layouts: Sequence[Layout], out_dir: Path)
             id=layout.id, category=layout.category, defect_type=layout.defect_type, backend=backend.name,
             seed=layout.seed, source_path=layout.source_path, image_path=f"images/{layout.id}.png",
             mask_path=f"masks/{layout.id}.png", mask_quality=backend.mask_quality, bbox_xyxy=tuple(box),
-            recipe=recipe, extra={**recipe.get(RECIPE_EXTRA, {}), "shape_source": layout.shape_source},
+            recipe=recipe, extra={**recipe.get(RECIPE_EXTRA, {}), **layout_facts(layout)},
         )
         rows.append(to_row(record))
     return rows

@@ -148,6 +148,26 @@ def with_hub_usage(card: str, *, repo_id: str, tag: str, trees: bool, name: str,
     return pattern.sub(lambda _: block, card, count=1)
 
 
+def _placement_section(placement) -> str:
+    """"Where defects were placed" from propose's ``placement.json`` (via the lineage); "" without one."""
+    if not isinstance(placement, dict) or not isinstance(placement.get("kind"), str):
+        return ""
+    def share(key: str) -> str:
+        value = placement.get(key)
+        return f"{value:.0%}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+    note = placement.get("note")
+    lines = [
+        "## Where defects were placed", "",
+        f"- Category read as: {placement['kind']} (cue: {placement.get('cue') or 'none'}); placement: "
+        f"{placement.get('placement', 'n/a')}.",
+        f"- Estimated foreground: {share('foreground_fraction')} of the frame; learn-shot defect pixels on it: "
+        f"{share('agreement')}.",
+    ]
+    if isinstance(note, str) and note:
+        lines.append(f"- Note: {note}")
+    return "\n".join(lines) + "\n\n"
+
+
 def render_card(*, name: str, category: str, version: int, stats: dict, lineage: dict, splits: dict[str, dict],
                 license_name: str, backends: list[str], include_learn: bool = True,
                 defect_types: list[str] = ()) -> str:
@@ -182,7 +202,7 @@ with {totals['instances']} connected defect instances).
   seeds: `{lineage.get('seeds')}`. The version's `manifest.json` lists every file's sha256 and the
   resolved stage configs; `records.jsonl` holds each synthetic image's replayable recipe.
 
-## Layout rule (the version's image trees)
+{_placement_section(lineage.get("placement"))}## Layout rule (the version's image trees)
 
 {LAYOUT_RULE.format(category=category, learn_rule=LEARN_WRITTEN if include_learn else LEARN_LEFT_OUT)}
 Columns: `image`, `mask` (255 = defect; None for good images), `label` (good/anomaly), `defect_type`

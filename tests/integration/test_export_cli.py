@@ -72,6 +72,24 @@ def test_export_verify_and_immutability(run_cli, demo_index, tmp_path):
     assert code == 1 and "changed: hf/README.md" in err
 
 
+def test_export_reads_the_placement_sidecar_beside_the_records(run_cli, demo_index, tmp_path):
+    records, _ = _synthetic(demo_index, tmp_path / "synth")
+    stats = {"kind": "texture", "cue": "colour", "agreement": 1.0, "foreground_fraction": 1.0, "placement": "image-density",
+             "note": "the good images look like a texture, but all 4 learn-shot defects lie in 9% of the frame"}
+    (records.parent / "placement.json").write_text(json.dumps(stats))
+    code, _, err = run_cli("export", "--index", demo_index, "--records", records, "--out", tmp_path / "ds")
+    assert code == 0, err
+    version = tmp_path / "ds" / "demo" / "v1"
+    assert json.loads((version / "manifest.json").read_text())["lineage"]["placement"] == stats
+    card = (version / "hf" / "README.md").read_text()
+    assert "Category read as: texture (cue: colour); placement: image-density." in card
+    assert "foreground: 100% of the frame" in card and f"Note: {stats['note']}" in card
+    (records.parent / "placement.json").write_text("[1, 2]")
+    code, _, err = run_cli("export", "--index", demo_index, "--records", records, "--out", tmp_path / "ds2")
+    assert code == 1 and "placement.json must hold a JSON object" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ds2" / "demo").exists()
+
+
 def test_show_dropped_draws_dropped_records_and_writes_only_kept(run_cli, demo_index, tmp_path):
     from anogen_data.data.image_io import read_mask
     from anogen_data.writers.contact_sheet import CAPTION_HEIGHT, ContactSheet

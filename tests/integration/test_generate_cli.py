@@ -33,6 +33,10 @@ def test_generate_writes_a_dataset_version(run_cli, demo_data_root, tmp_path):
     assert len(records) == 6 and {r.backend for r in records} == {"paste"}  # demo has real learn shots
     assert all(r.recipe for r in records)
     assert not (tmp_path / "ds" / "demo" / ".generate.partial").exists()
+    placement = json.loads((version / "manifest.json").read_text())["lineage"]["placement"]
+    assert placement["kind"] == "object" and placement["agreement"] == 1.0 and placement["placement"] == "object"
+    card = (version / "hf" / "README.md").read_text()
+    assert "## Where defects were placed" in card and "Category read as: object (cue: colour)" in card
     code, _, _ = run_cli("generate", "--data", demo_data_root, "--category", "demo", "--n", 2, "--out", tmp_path / "ds",
                          "--backend", "cutpaste")
     assert code == 0 and (tmp_path / "ds" / "demo" / "v2").is_dir()  # versions are never overwritten
@@ -49,19 +53,22 @@ def test_propose_then_generate_no_export(run_cli, demo_index, tmp_path):
     assert code == 0, err
     records = read_records(tmp_path / "synth" / "records.jsonl")
     assert [r.id for r in records] == [x.id for x in layouts[:5]]
+    sidecar = json.loads((tmp_path / "layouts" / "placement.json").read_text())  # propose's, carried beside records
+    assert json.loads((tmp_path / "synth" / "placement.json").read_text()) == sidecar and sidecar["kind"] == "object"
+    assert (tmp_path / "layouts" / "layouts_preview.png").is_file()
     assert all((tmp_path / "synth" / r.image_path).is_file() for r in records)
     code, _, err = run_cli("generate", "--category", "demo", "--n", 9, "--index", demo_index, "--layouts",
                            tmp_path / "layouts" / "layouts.jsonl", "--no-export", "--out", tmp_path / "more")
     assert code == 1 and "holds 8 layouts but --n is 9" in err
 
 
-@pytest.mark.parametrize("placement, prefix", [("free", "real:"), ("polar", "real-polar:"), ("auto", "real-polar:")])
-def test_propose_placement_flag_picks_how_real_shapes_are_placed(run_cli, demo_index, tmp_path, placement, prefix):
+@pytest.mark.parametrize("placement, expected", [("free", "free"), ("polar", "polar"), ("auto", "polar")])
+def test_propose_placement_flag_picks_how_real_shapes_are_placed(run_cli, demo_index, tmp_path, placement, expected):
     code, _, err = run_cli("propose", "--index", demo_index, "--out", tmp_path / "layouts", "--n", 4,
                            "--placement", placement)
     assert code == 0, err
     layouts = read_layouts(tmp_path / "layouts" / "layouts.jsonl")
-    assert len(layouts) == 4 and all(x.shape_source.startswith(prefix) for x in layouts), [x.shape_source for x in layouts]
+    assert len(layouts) == 4 and all(x.shape_source == "real" and x.placement == expected for x in layouts), layouts
     assert json.loads((tmp_path / "layouts" / "config.json").read_text())["placement"] == placement
 
 
@@ -245,3 +252,25 @@ def test_generate_as_typed_reads_the_category_under_the_data_root(run_cli, make_
     code, _, err = run_cli("generate", "--category", "screw", "--n", 2)
     assert code == 1 and "anogen-data download mvtec --category screw" in err
     assert not (tmp_path / "datasets" / "screw").exists()  # nothing downloaded, nothing written
+
+
+def test_propose_says_in_one_line_when_the_learn_shots_overrule_the_estimate(run_cli, make_mvtec, tmp_path, caplog):
+    """Random-noise "texture" whose every real defect sits in one corner: one warning line, placed there.
+
+    The line is a WARNING of ``anogen_data.layout.propose`` (stderr when no logging is configured; pytest
+    captures it in ``caplog``)."""
+    import numpy as np
+
+    from anogen_data.layout.rle import decode_rle
+
+    root = make_mvtec(category="cloth", good=6, defects={"dent": 9}, size=(64, 64))  # masks at [2:8, 3:9]
+    assert run_cli("index", "--data", root, "--category", "cloth", "--out", tmp_path / "index")[0] == 0
+    code, _, err = run_cli("propose", "--index", tmp_path / "index" / "index.jsonl", "--out", tmp_path / "layouts",
+                           "--n", 12)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("anogen_data")]
+    assert len(warnings) == 1 and "look like a texture, but all 3 learn-shot defects" in warnings[0], warnings
+    stats = json.loads((tmp_path / "layouts" / "placement.json").read_text())
+    assert stats["placement"] == "image-density" and stats["note"] in warnings[0]
+    masks = np.stack([decode_rle(x.mask_rle) > 0 for x in read_layouts(tmp_path / "layouts" / "layouts.jsonl")])
+    assert masks[:, :24, :24].sum() >= 0.9 * masks.sum()

@@ -13,7 +13,7 @@ from anogen_data.data.image_io import read_image, write_png
 from anogen_data.errors import AnogenError
 from anogen_data.layout.propose import LayoutProposer, propose_layouts
 from anogen_data.layout.rle import decode_rle
-from anogen_data.layout.shapes import mask_centroid, parse_real_source, polar_shape
+from anogen_data.layout.shapes import mask_centroid, polar_shape
 from anogen_data.records import IndexEntry
 from anogen_data.synthesis import SynthesisContext, get_backend
 from anogen_data.synthesis.runner import sample_rng
@@ -111,7 +111,7 @@ def test_polar_layouts_keep_the_learn_shot_radius_at_new_angles(entries, layouts
     relative = _shot_radius()
     angles = []
     for layout in layouts:
-        assert parse_real_source(layout.shape_source) == ("polar", entries[-1].mask_path)
+        assert (layout.shape_source, layout.placement, layout.shot_mask) == ("real", "polar", entries[-1].mask_path)
         mask = decode_rle(layout.mask_rle)
         centre, radius = _true_frame(layout.source_path)
         offset = mask_centroid(mask) - centre
@@ -148,7 +148,7 @@ def test_paste_puts_the_turned_shot_under_the_mask_with_the_same_bytes_per_seed(
 
 def test_auto_places_freely_on_textures_and_polar_needs_an_object(entries):
     free = list(propose_layouts(entries, 3, category="toy", seed=5, foreground="full"))
-    assert all(parse_real_source(x.shape_source)[0] == "free" for x in free)
+    assert all(x.placement == "free" for x in free)
     assert list(propose_layouts(entries, 3, category="toy", seed=5, placement="free")) != \
         list(propose_layouts(entries, 3, category="toy", seed=5))
     with pytest.raises(AnogenError, match="placement 'polar' needs an object"):
@@ -164,4 +164,4 @@ def test_the_propose_stage_config_chooses_the_placement(entries):
     assert ProposeConfig().placement == "auto"
     for placement, expected in (("auto", "polar"), ("polar", "polar"), ("free", "free")):
         layouts = make_layouts(ProposeConfig(n=2, placement=placement, seed=5), entries, "toy")
-        assert {parse_real_source(x.shape_source)[0] for x in layouts} == {expected}
+        assert {x.placement for x in layouts} == {expected}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -30,7 +32,7 @@ def test_layouts_split_over_defects_with_masks_inside_boxes(layouts, entries):
     assert sum(x.defect_type == "spot" for x in layouts) == 6  # 2 learn shots each -> half each
     goods = {e.path for e in entries if e.role == "train"}
     for layout in layouts:
-        assert layout.source_path in goods and layout.shape_source.startswith("real-polar:")  # demo washer: an object
+        assert layout.source_path in goods and (layout.shape_source, layout.placement) == ("real", "polar")  # demo washer: an object
         mask = decode_rle(layout.mask_rle)
         assert mask.shape == (64, 64) and mask.any()
         x0, y0, x1, y1 = layout.bbox_xyxy
@@ -107,3 +109,17 @@ def test_real_data_bottle_masks_on_the_bottle(shared_data):
         assert mask.shape == (900, 900) and mask.any()
         assert not (proposer.foreground_of(layout.source_path, (900, 900))[mask > 0] == 0).any()
         assert np.count_nonzero(mask) < 0.5 * mask.size
+
+
+@pytest.mark.parametrize("old, placement", [("real:/m/a_mask.png", "free"), ("real-polar:/m/a_mask.png", "polar")])
+def test_old_packed_shape_source_is_read_as_structured_fields(tmp_path, layouts, old, placement):
+    from anogen_data.records import read_layouts, to_row, write_layouts
+
+    row = {k: v for k, v in to_row(layouts[0]).items() if k not in ("shot_mask", "placement")}
+    (tmp_path / "old.jsonl").write_text(json.dumps({**row, "shape_source": old}) + "\n"
+                                        + json.dumps({**row, "id": "syn_000001", "shape_source": "perlin"}) + "\n")
+    real, synthetic = read_layouts(tmp_path / "old.jsonl")
+    assert (real.shape_source, real.shot_mask, real.placement) == ("real", "/m/a_mask.png", placement)
+    assert (synthetic.shape_source, synthetic.shot_mask, synthetic.placement) == ("perlin", None, None)
+    write_layouts(tmp_path / "new.jsonl", [real])
+    assert read_layouts(tmp_path / "new.jsonl") == [real]

@@ -148,5 +148,9 @@ def test_backend_extra_is_merged_into_the_record(setup, tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     rows = synthesise_batch(_PerlinWithFacts(context), layouts[:2], tmp_path)
+    assert all(x.shot_mask for x in layouts[:2])  # real shapes: the learn shot and placement are recorded too
     for row, layout in zip(rows, layouts[:2]):
-        assert row["extra"] == {"origin": layout.source_path, "shape_source": layout.shape_source}
+        facts = {"shape_source": layout.shape_source}
+        if layout.shot_mask is not None:
+            facts.update(shot_mask=layout.shot_mask, placement=layout.placement)
+        assert row["extra"] == {"origin": layout.source_path, **facts}
