@@ -44,10 +44,17 @@ DROPPED_SHEET = "dropped_sheet.png"
 
 
 def existing_versions(name_dir: Path) -> list[int]:
-    """Sorted version numbers N of the ``v<N>`` folders in ``name_dir``."""
-    if not Path(name_dir).is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in Path(name_dir).iterdir() if (m := _VERSION_DIR.match(p.name)))
+    """Sorted version numbers N of the ``v<N>`` folders in ``name_dir``.
+
+    Raises:
+        AnogenError: the folder cannot be read (e.g. a name longer than the file system allows).
+    """
+    try:
+        if not Path(name_dir).is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in Path(name_dir).iterdir() if (m := _VERSION_DIR.match(p.name)))
+    except OSError as exc:
+        raise AnogenError(f"cannot read {name_dir}: {exc.strerror}; choose another --out") from exc
 
 
 def next_version(name_dir: Path) -> int:

@@ -103,7 +103,7 @@ def test_workers_run_one_opencv_and_one_torch_thread(setup, tmp_path):
     cv2.setNumThreads(2)
     try:
         with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path))) as pool:
-            assert pool.submit(_thread_counts).result() == (1, 1)
+            assert pool.submit(_thread_counts).result(timeout=120) == (1, 1)
     finally:
         cv2.setNumThreads(threads)
 

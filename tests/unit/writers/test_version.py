@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from anogen_data.config import ExportConfig
+from anogen_data.data import mvtec
 from anogen_data.errors import AnogenError
 from anogen_data.writers.manifest import file_table
 from anogen_data.writers.version import existing_versions, next_version, ordered_map, write_version
@@ -66,16 +67,22 @@ def test_unwritable_output_is_a_clear_error(inputs, tmp_path):
         _write(inputs, blocker / "out")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
-def test_read_only_output_is_a_clear_error(inputs, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        with pytest.raises(AnogenError, match="cannot write"):
-            _write(inputs, locked)
-    finally:
-        locked.chmod(0o700)
+def test_a_folder_the_file_system_refuses_is_a_clear_error(inputs, tmp_path):
+    """A real OS refusal at creation, as any user: a folder name longer than the file system allows (root,
+    as in CI, ignores folder permissions, so the read-only case below applies to other users only)."""
+    too_long, before = tmp_path / ("x" * 300), sorted(tmp_path.iterdir())
+    with pytest.raises(AnogenError, match="x{300}/widget: File name too long; choose another --out"):
+        _write(inputs, too_long)
+    assert sorted(tmp_path.iterdir()) == before
+    if os.geteuid() != 0:  # a read-only folder refuses everyone but root
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            with pytest.raises(AnogenError, match="cannot write.*Permission denied"):
+                _write(inputs, locked)
+        finally:
+            locked.chmod(0o700)
 
 
 def test_same_inputs_give_the_same_bytes(inputs, tmp_path):
@@ -127,7 +134,6 @@ def test_mvtec_tree_masks_are_binary_and_image_sized(written):
 
 
 def test_our_reader_rereads_the_tree_with_identical_counts(written):
-    mvtec = pytest.importorskip("anogen_data.data.mvtec")
     samples = mvtec.load_category(written.folder / "mvtec", "widget")
     stats = json.loads((written.folder / "stats.json").read_text())
     counts: dict = {}
