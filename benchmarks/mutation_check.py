@@ -104,6 +104,21 @@ MUTATIONS = (
              (("if eligible[i] and sim <= threshold:", "if eligible[i] and sim < threshold:"),),
              ("tests/unit/filters/test_decide.py", "tests/unit/filters/test_duplicates_and_crops.py"),
              "a sample exactly at the duplicate threshold is kept but never an original"),
+    # --- untested paths and weak tests of issue 18, now tested ----------------------------------------
+    Mutation("resume-other-settings", "anogen_data/stages/generate.py",
+             (("        if changed:\n", "        if False:\n"),),
+             ("tests/integration/test_generate_cli.py::test_resume_with_other_settings_is_refused_and_changes_nothing",),
+             "generate --resume accepts a run started with other settings"),
+    Mutation("paste-clone-mode-fixed", "anogen_data/synthesis/paste.py",
+             (('else clone_mode(layout_mask(layout)[y0:y1, x0:x1])', 'else "normal"'),),
+             ("tests/unit/synthesis/test_cpu_backends.py",), "paste always clones 'normal' on free layouts"),
+    Mutation("detector-augment-ignored", "anogen_data/detector/data.py",
+             (("        if self.augment:\n", "        if False:\n"),),
+             ("tests/unit/detector/test_data.py",), "train's augment flag never flips the anomalies"),
+    Mutation("fusion-ignored", "anogen_data/synthesis/dual_mask.py",
+             (("    if weight <= 0:\n", "    if True:\n"),),
+             ("tests/unit/synthesis/test_dualanodiff.py::test_attention_fusion_changes_only_the_mask",),
+             "DualAnoDiff attention fusion never changes the mask"),
 )
 
 

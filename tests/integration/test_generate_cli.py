@@ -112,6 +112,37 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, t
     _same_tree(tmp_path / "fresh", tmp_path / "run")
 
 
+def test_resume_with_other_settings_is_refused_and_changes_nothing(run_cli, demo_index, tmp_path, monkeypatch):
+    from anogen_data.synthesis.perlin import PerlinBackend
+
+    args = ("generate", "--category", "demo", "--n", 6, "--index", demo_index, "--no-export", "--backend", "perlin",
+            "--out", tmp_path / "run")
+    original = PerlinBackend.apply
+    calls = {"n": 0}
+
+    def crash(self, *a):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+        return original(self, *a)
+
+    monkeypatch.setattr(PerlinBackend, "apply", crash)
+    with pytest.raises(RuntimeError):
+        run_cli(*args, "--seed", 1)
+    monkeypatch.setattr(PerlinBackend, "apply", original)
+    partial = tmp_path / "run.partial"
+    before = {n: (partial / n).read_bytes() for n in _files(partial)}
+    for other, changed in ((("--seed", 2), "seed"), (("--seed", 1, "--n", 7), "n"), (("--seed", 1, "--shape", "stroke"), "shape")):
+        code, out, err = run_cli(*args, *other, "--resume")
+        assert code == 1 and err.strip().splitlines()[-1].endswith(
+            f"{partial} was started with different settings ({changed}); resume with the same ones"), err
+        assert "Traceback" not in err and not (tmp_path / "run").exists()
+        assert {n: (partial / n).read_bytes() for n in _files(partial)} == before  # untouched
+    code, _, err = run_cli(*args, "--seed", 1, "--workers", 2, "--resume")  # the worker count never changes bytes
+    assert code == 0, err
+    assert len(read_records(tmp_path / "run" / "records.jsonl")) == 6
+
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
