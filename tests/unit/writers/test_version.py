@@ -112,7 +112,7 @@ def test_stats_and_records_of_a_version(written):
     assert sum(stats["box_size_fraction"]["counts"]) == stats["totals"]["instances"]
     box = sum(r.mask_quality == "box" for r in inputs.records)
     assert stats["defects_per_image"] == {"1": box, "2": anomalies - box}  # two blobs, one filled box
-    assert stats["filters"] == {"scored": 3, "kept": 3, "pass_rate": 1.0, "per_filter": {"sharpness": 1.0}}
+    assert stats["filters"] == {"scored": 3, "kept": 3, "pass_rate": 1.0, "per_filter": {"sharpness": 1.0}, "dropped_by": {}}
     rows = [json.loads(line) for line in (written.folder / "records.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [r.id for r in inputs.records]
     assert all((written.folder / r["image_path"]).is_file() and (written.folder / r["mask_path"]).is_file() for r in rows)
