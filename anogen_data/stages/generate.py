@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from anogen_data.stages.propose import make_layouts
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
-from anogen_data.synthesis.runner import RECORDS, chunk_batches, one_thread, run_synthesis
+from anogen_data.synthesis.runner import RECORDS, chunk_batches, one_thread, run_synthesis, worker_pool
 
 RUN_CONFIG = "config.json"
 NOT_COMPARED = ("workers",)  # settings that never change the bytes, so a resume may change them
@@ -113,26 +112,19 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     Every layout depends only on (seed, number, defect type), so splitting the numbers between
     processes changes nothing; the parent only collects the results in order.
     """
-    import cv2
-
     proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape, placement=config.placement)
     jobs = list(enumerate(interleave(proposer.defect_counts(config.n, config.defect))))
     per_task = chunk_batches(len(jobs), 1, workers)
     tasks = [jobs[start:start + per_task] for start in range(0, len(jobs), per_task)]
     layouts: list[Layout] = []
-    ctx = multiprocessing.get_context("fork")  # the proposer (entries, box statistics) is inherited, not pickled
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # no child may inherit OpenCV's thread pool: a forked copy of it hangs
-    try:
-        first = proposer.goods[0]
-        proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer, initargs=(proposer,)) as pool:
-            for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
-                layouts.extend(done)
-                if on_progress:
-                    on_progress(len(done))
-    finally:
-        cv2.setNumThreads(threads)
+    first = proposer.goods[0]
+    proposer.foreground_of(first.path, (first.height, first.width))  # fit the background model once, pre-fork
+    # forked: the proposer (entries, box statistics, the fitted model) is inherited, not pickled
+    with worker_pool(workers, _init_proposer, (proposer,)) as pool:
+        for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
+            layouts.extend(done)
+            if on_progress:
+                on_progress(len(done))
     return layouts
 
 
