@@ -96,3 +96,16 @@ def test_every_params_yaml_key_carries_a_comment():
         if re.match(r"^\s*[A-Za-z_][\w-]*:\s*\S", line) and "#" not in line and not stripped.endswith("{}"):
             missing.append(f"params.yaml:{lineno}: {stripped}")
     assert not missing, "keys without a one-line reason:\n" + "\n".join(missing)
+
+
+def test_filter_and_quality_share_one_declaration_of_the_defect_crop():
+    import dataclasses
+
+    from anogen_data.config import DefectCropConfig, FilterConfig, QualityConfig
+
+    shared = {f.name: f.default for f in dataclasses.fields(DefectCropConfig)}
+    assert set(shared) == {"crop_size", "crop_pad", "crop_min_side", "change_threshold", "leak_radius"}
+    for cls in (FilterConfig, QualityConfig):
+        assert issubclass(cls, DefectCropConfig)
+        assert {f.name: f.default for f in dataclasses.fields(cls) if f.name in shared} == shared
+        assert not any(name in cls.__dict__.get("__annotations__", {}) for name in shared)  # not re-declared
