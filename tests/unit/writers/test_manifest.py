@@ -46,6 +46,25 @@ def test_lineage_hashes_concepts_and_keeps_seeds(inputs, tmp_path):
         concept_hashes(tmp_path / "missing")
 
 
+def test_git_runs_once_per_export_and_lineage_and_manifest_agree(inputs, tmp_path, monkeypatch):
+    import subprocess
+
+    calls = []
+    real_run = subprocess.run
+
+    def counting_run(cmd, *args, **kwargs):
+        if cmd and cmd[0] == "git":
+            calls.append(cmd[1])
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counting_run)
+    folder = write_version(tmp_path / "out", "widget", category="widget", index=inputs.index)
+    assert calls == ["rev-parse", "status"]  # one git_commit() call: HEAD, then the dirty check
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["git_commit"] == manifest["lineage"]["git_commit"]
+    assert manifest["package_version"] == manifest["lineage"]["package_version"]
+
+
 def test_verify_catches_a_changed_byte_a_missing_and_an_extra_file(written, tmp_path):
     copy = tmp_path / "v1"
     shutil.copytree(written.folder, copy)
