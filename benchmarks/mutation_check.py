@@ -49,6 +49,8 @@ class Mutation:
     what: str
 
 
+FILTER_TESTS = ("tests/unit/filters/test_decide.py", "tests/unit/filters/test_filter_stage.py")
+BLEND_TESTS = ("tests/unit/diffusion/test_blended.py", "tests/unit/synthesis/test_anogen.py")
 MUTATIONS = (
     # --- issue 18, "Caught" when the issue was filed -------------------------------------------------
     Mutation("weak-loss-no-outside", "anogen_data/detector/loss.py",
@@ -69,11 +71,11 @@ MUTATIONS = (
     # --- issue 18, "Not caught" when the issue was filed ---------------------------------------------
     Mutation("blend-removed", "anogen_data/diffusion/blended.py",
              (("latents = m * latents + (1 - m) * background", "latents = latents"),),
-             ("tests/unit/diffusion/test_blended.py", "tests/unit/synthesis/test_anogen.py"),
+             BLEND_TESTS,
              "blended sampler never blends the source latents back"),
     Mutation("blend-unnoised", "anogen_data/diffusion/blended.py",
              (("latents = m * latents + (1 - m) * background", "latents = m * latents + (1 - m) * z0"),),
-             ("tests/unit/diffusion/test_blended.py", "tests/unit/synthesis/test_anogen.py"),
+             BLEND_TESTS,
              "blended sampler blends z0 instead of z0 noised to the step"),
     Mutation("polar-turn-transposed", "anogen_data/layout/shapes.py",
              (("linear = scale * turn\n", "linear = scale * turn.T\n"),),
@@ -86,19 +88,19 @@ MUTATIONS = (
              ("tests/unit/detector/test_metrics.py",), "AUPRO regions labelled with the other connectivity (4 <-> 8)"),
     Mutation("filter-dropped-is-original", "anogen_data/filters/runner.py",
              (("[not r for r in reasons]", "[True for r in reasons]"),),
-             ("tests/unit/filters/test_decide.py", "tests/unit/filters/test_filter_stage.py"),
+             FILTER_TESTS,
              "decide: a sample dropped by another filter can be the duplicates' original"),
     Mutation("filter-max-ge", "anogen_data/filters/runner.py",
              (("else (value > limit)", "else (value >= limit)"),),
-             ("tests/unit/filters/test_decide.py", "tests/unit/filters/test_filter_stage.py"),
+             FILTER_TESTS,
              "a score exactly at a max_* threshold is dropped (> -> >=)"),
     Mutation("filter-min-le", "anogen_data/filters/runner.py",
              (("(value < limit) if", "(value <= limit) if"),),
-             ("tests/unit/filters/test_decide.py", "tests/unit/filters/test_filter_stage.py"),
+             FILTER_TESTS,
              "a score exactly at a min_* threshold is dropped (< -> <=)"),
     Mutation("filter-duplicate-ge", "anogen_data/filters/runner.py",
              (("if sim > config.max_duplicate:", "if sim >= config.max_duplicate:"),),
-             ("tests/unit/filters/test_decide.py", "tests/unit/filters/test_filter_stage.py"),
+             FILTER_TESTS,
              "a similarity exactly at max_duplicate is dropped (> -> >=)"),
     Mutation("duplicates-original-lt", "anogen_data/filters/duplicates.py",
              (("if eligible[i] and sim <= threshold:", "if eligible[i] and sim < threshold:"),),
