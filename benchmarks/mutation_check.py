@@ -121,6 +121,20 @@ MUTATIONS = (
              (("    if weight <= 0:\n", "    if True:\n"),),
              ("tests/unit/synthesis/test_dualanodiff.py::test_attention_fusion_changes_only_the_mask",),
              "DualAnoDiff attention fusion never changes the mask"),
+    # --- the rules issue 18 moved to one place -----------------------------------------------------
+    Mutation("image-score-counts-padding", "anogen_data/detector/metrics.py",
+             (("count_include_pad=False)", "count_include_pad=True)"),),
+             ("tests/unit/detector/test_metrics.py",), "image score averages the zero padding into the pooled map"),
+    Mutation("pass-rate-reason-name", "anogen_data/filters/rates.py",
+             (('return reason.split(":")[0]', 'return reason.split(" ")[0]'),),
+             ("tests/unit/writers/test_stats.py", "tests/unit/filters/test_filter_stage.py"),
+             "pass rates no longer find the score name in a reason"),
+    Mutation("manifest-runs-git-again", "anogen_data/writers/manifest.py",
+             (('"git_commit": lineage.get("git_commit"),', '"git_commit": git_commit(),'),),
+             ("tests/unit/writers/test_manifest.py",), "the manifest runs git a second time"),
+    Mutation("pool-keeps-opencv-threads", "anogen_data/synthesis/runner.py",
+             (("    threads = cv2.getNumThreads()\n    cv2.setNumThreads(1)\n", "    threads = cv2.getNumThreads()\n"),),
+             ("tests/unit/synthesis/test_runner.py",), "worker_pool forks with OpenCV's thread pool alive"),
 )
 
 

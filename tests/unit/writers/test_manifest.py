@@ -47,21 +47,21 @@ def test_lineage_hashes_concepts_and_keeps_seeds(inputs, tmp_path):
 
 
 def test_git_runs_once_per_export_and_lineage_and_manifest_agree(inputs, tmp_path, monkeypatch):
-    import subprocess
+    from anogen_data.writers import manifest as manifest_module
+    from anogen_data.writers import version as version_module
 
     calls = []
-    real_run = subprocess.run
 
-    def counting_run(cmd, *args, **kwargs):
-        if cmd and cmd[0] == "git":
-            calls.append(cmd[1])
-        return real_run(cmd, *args, **kwargs)
+    def counting_git_commit():
+        calls.append(1)
+        return "0123abcd-dirty"
 
-    monkeypatch.setattr(subprocess, "run", counting_run)
+    for module in (manifest_module, version_module):  # wherever it is looked up from
+        monkeypatch.setattr(module, "git_commit", counting_git_commit)
     folder = write_version(tmp_path / "out", "widget", category="widget", index=inputs.index)
-    assert calls == ["rev-parse", "status"]  # one git_commit() call: HEAD, then the dirty check
+    assert len(calls) == 1
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["git_commit"] == manifest["lineage"]["git_commit"]
+    assert manifest["git_commit"] == manifest["lineage"]["git_commit"] == "0123abcd-dirty"
     assert manifest["package_version"] == manifest["lineage"]["package_version"]
 
 
