@@ -95,15 +95,24 @@ def worker_pool(workers: int, initializer: Callable, initargs: tuple, *, fork: b
 
     While the pool lives the parent runs one OpenCV thread, which shuts OpenCV's thread pool down: a
     child that inherits a live pool can hang in it. The parent's thread count is restored afterwards.
+    When the block raises (an error, Ctrl-C, a test's timeout) the workers are terminated instead of
+    awaited, so a stuck worker cannot hang the parent on its way out.
     """
     import cv2
 
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs)
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
-            yield pool
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before 3.14
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         cv2.setNumThreads(threads)
 

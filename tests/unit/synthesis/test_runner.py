@@ -101,6 +101,30 @@ def test_workers_run_one_opencv_and_one_torch_thread(setup, tmp_path):
         torch.set_num_threads(torch_threads)
 
 
+def _no_setup() -> None:
+    pass
+
+
+@pytest.mark.timeout(60)  # without the termination the block would wait an hour
+def test_a_failing_block_terminates_stuck_workers_instead_of_waiting():
+    import multiprocessing
+    import time
+
+    from anogen_data.synthesis.runner import worker_pool
+
+    start = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            with worker_pool(2, _no_setup, ()) as pool:
+                stuck = pool.submit(time.sleep, 3600)
+                stuck.result(timeout=1)  # the caller gives up: the pool must not wait for the worker
+        assert time.monotonic() - start < 30
+        assert not multiprocessing.active_children()
+    finally:  # should the pool regress, leave no sleeping child behind to hang the session's exit
+        for child in multiprocessing.active_children():
+            child.kill()
+
+
 def test_resume_after_a_crash_gives_the_same_output(reference, setup, tmp_path, monkeypatch):
     context, layouts = setup
     out = tmp_path / "crashed"
