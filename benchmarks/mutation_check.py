@@ -124,6 +124,13 @@ MUTATIONS = (
              (("    if weight <= 0:\n", "    if True:\n"),),
              ("tests/unit/synthesis/test_dualanodiff.py::test_attention_fusion_changes_only_the_mask",),
              "DualAnoDiff attention fusion never changes the mask"),
+    Mutation("realism-good-distance-self", "anogen_data/filters/realism.py",
+             (('float(1.0 - generated @ source)', 'float(1.0 - source @ source)'),),
+             ("tests/unit/filters/test_realism.py",), "good_distance compares the source crop with itself"),
+    Mutation("unreadable-output-traceback", "anogen_data/writers/version.py",
+             (("    except OSError as exc:\n        raise AnogenError(f\"cannot read {name_dir}",
+               "    except ValueError as exc:\n        raise AnogenError(f\"cannot read {name_dir}"),),
+             ("tests/unit/writers/test_version.py",), "an output folder the OS refuses escapes as a traceback (as root too)"),
     # --- the rules issue 18 moved to one place -----------------------------------------------------
     Mutation("image-score-counts-padding", "anogen_data/detector/metrics.py",
              (("count_include_pad=False)", "count_include_pad=True)"),),
