@@ -168,21 +168,29 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
-class FilterConfig:
-    """``filter``: per-sample quality scores and the thresholds that decide keep/drop (``anogen_data.filters``)."""
+class DefectCropConfig:
+    """How a defect is cut out for the backbone and how "changed" pixels are found: declared once, shared by
+    ``filter`` (per-sample scores) and ``quality`` (dataset metrics), each with its own params section."""
+
+    crop_size: int = 128  # defect crops are resized to this before the backbone (4x4 final feature map)
+    crop_pad: float = 0.25  # context around the defect box on each side, as a share of its long side
+    crop_min_side: int = 32  # smallest crop in source pixels, so tiny defects keep some context
+    change_threshold: int = 12  # max channel change (0-255) that counts as "changed": above PNG/VAE noise
+    leak_radius: float = 0.02  # mask dilation before measuring leakage, as a share of the long side (feathering)
+
+
+@dataclass(frozen=True)
+class FilterConfig(DefectCropConfig):
+    """``filter``: per-sample quality scores and the thresholds that decide keep/drop (``anogen_data.filters``);
+    crop and change-map settings from ``DefectCropConfig``."""
 
     min_area: float = 0.0002  # mask area / image area; below ~0.02 % nothing visible was labelled
     max_area: float = 0.3  # above this the "defect" covers most of the object
     max_components: int = 12  # more pieces than this is confetti, not one defect (cracks split into a few)
     min_foreground: float = 0.6  # share of defect pixels on the object; below, it sits on the background
     foreground: str = "auto"  # auto (estimate the object from the good images) | full (texture: all object)
-    change_threshold: int = 12  # max channel change (0-255) that counts as "changed": above PNG/VAE noise
     min_change_iou: float = 0.2  # IoU(mask, changed pixels) below this: the label does not match the pixels
-    leak_radius: float = 0.02  # mask dilation before measuring leakage, as a share of the long side (feathering)
     max_leakage: float = 0.25  # stray change outside the dilated mask per unit of defect size
-    crop_size: int = 128  # defect crops are resized to this before the backbone (4x4 final feature map)
-    crop_pad: float = 0.25  # context around the defect box on each side, as a share of its long side
-    crop_min_side: int = 32  # smallest crop in source pixels, so tiny defects keep some context
     max_defect_distance: float = 0.6  # cosine distance to the nearest real learn crop of the type; above: unlike any
     min_good_distance: float = 0.01  # cosine distance to the source crop; below: looks like good surface
     max_duplicate: float = 0.985  # cosine similarity of defect crops above which a later sample duplicates
@@ -190,17 +198,13 @@ class FilterConfig:
 
 
 @dataclass(frozen=True)
-class QualityConfig:
-    """``quality``: dataset-level metrics of a version (``anogen_data.quality``)."""
+class QualityConfig(DefectCropConfig):
+    """``quality``: dataset-level metrics of a version (``anogen_data.quality``); crops and the change map
+    as in ``filter`` (``DefectCropConfig``)."""
 
     image_size: int = 224  # whole images are resized to the backbone's ImageNet training size
-    crop_size: int = 128  # defect crops, as in ``filter``
-    crop_pad: float = 0.25  # as in ``filter``
-    crop_min_side: int = 32  # as in ``filter``
     kid_subsets: int = 50  # random subsets averaged for KID (Binkowski et al. 2018 use 100 at n=1000)
     kid_subset_size: int = 100  # capped at the smaller set's size (few-shot eval sets are small)
-    change_threshold: int = 12  # as in ``filter``: mask-agreement statistics use the same change map
-    leak_radius: float = 0.02  # as in ``filter``
     batch_size: int = 16  # images per backbone pass
     seed: int = 0  # KID subset draws
 

@@ -210,11 +210,16 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     return float(area / fpr_limit)
 
 
-def image_scores_from_maps(maps: torch.Tensor, pool: int = 0) -> torch.Tensor:
-    """Image score = max of the (optionally mean-pooled) map, as in DRAEM. maps: (B, 1, H, W) -> (B,)."""
-    if pool > 1:
-        maps = torch.nn.functional.avg_pool2d(maps, pool, stride=1, padding=pool // 2, count_include_pad=False)
-    return maps.flatten(1).amax(dim=1)
+def image_score(score_map: torch.Tensor, pool: int) -> float:
+    """An image's anomaly score from its map: the max of the map mean-pooled over ``pool`` x ``pool`` (DRAEM).
+
+    Args:
+        score_map: float (H, W), the image's content only (letterbox padding cropped away).
+        pool: kernel side; made odd and no larger than the map (1 = the plain max).
+    """
+    k = max(1, min(pool, *score_map.shape) | 1)
+    pooled = torch.nn.functional.avg_pool2d(score_map[None, None], k, stride=1, padding=k // 2, count_include_pad=False)
+    return float(pooled.max())
 
 
 def evaluate_with_curves(

@@ -4,7 +4,7 @@ The filters (one module each): ``mask_sanity`` (area, pieces, on the object), ``
 agreement, background leakage), ``realism`` (EfficientNet-Lite0 feature distance to the real learn
 shots and to the good surface) and ``duplicates``. A sample is kept when no threshold is crossed; every
 crossed threshold adds a reason "<score name>: <value> <op> <threshold>", so each reason names its filter
-(the writers count pass rates per score name). Methods filtered: AnoGen (Gui et al., ECCV 2024),
+(``filters.rates`` counts pass rates per score name, for the filter stage and the writers alike). Methods filtered: AnoGen (Gui et al., ECCV 2024),
 DualAnoDiff (Jin et al., CVPR 2025) and the CPU backends alike.
 """
 
@@ -139,18 +139,3 @@ def decide(ids: Sequence[str], scores: Sequence[dict[str, float]], embeddings: n
         rows.append({"id": ids[i], "keep": not reasons[i], "reasons": reasons[i],
                      "scores": {k: round(float(v), 6) for k, v in sorted(row_scores.items())}})
     return rows
-
-
-def pass_rates(rows: Sequence[dict]) -> dict:
-    """filter_stats.json: overall and per-score pass rates, and counts per reason's score name."""
-    total = len(rows)
-    names = sorted({name for row in rows for name in row["scores"]})
-    failed = {name: sum(any(r.split(":")[0] == name for r in row["reasons"]) for row in rows) for name in names}
-    kept = sum(row["keep"] for row in rows)
-    return {
-        "scored": total,
-        "kept": kept,
-        "pass_rate": round(kept / total, 6) if total else None,
-        "per_filter": {name: round(1 - failed[name] / total, 6) if total else None for name in names},
-        "dropped_by": {name: failed[name] for name in names if failed[name]},
-    }

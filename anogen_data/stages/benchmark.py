@@ -106,15 +106,11 @@ def load_eval_images(entries: list[IndexEntry], canvas: tuple[int, int]):
 
 
 def score_images(maps, contents, pool: int):
-    """Crop each (1, H, W) map to its content and score the image by the max of the mean-pooled map."""
-    import torch.nn.functional as F
+    """Crop each (1, H, W) map to its content; score each image with ``detector.metrics.image_score``."""
+    from anogen_data.detector.metrics import image_score
 
     cropped = [m[0, : h, : w] for m, (h, w) in zip(maps, contents)]
-    scores = []
-    for m in cropped:
-        k = max(1, min(pool, *m.shape) | 1)  # odd kernel no larger than the map
-        scores.append(float(F.avg_pool2d(m[None, None], k, stride=1, padding=k // 2, count_include_pad=False).max()))
-    return [m.numpy() for m in cropped], scores
+    return [m.numpy() for m in cropped], [image_score(m, pool) for m in cropped]
 
 
 def score_map_figure(images, maps, masks, contents, labels, count: int) -> np.ndarray:

@@ -18,7 +18,8 @@ from anogen_data.config import FilterConfig, write_config
 from anogen_data.data.image_io import read_image
 from anogen_data.errors import AnogenError
 from anogen_data.files import atomic_output_dir, check_output_dir, write_json, write_jsonl
-from anogen_data.filters.runner import FilterStack, decide, load_sample, pass_rates, resolve
+from anogen_data.filters.rates import pass_rates
+from anogen_data.filters.runner import FilterStack, decide, load_sample, resolve
 from anogen_data.records import IndexEntry, SynthRecord, read_records
 from anogen_data.stages.index import load_index_entries
 

@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from anogen_data.stages.propose import PLACEMENT, propose_all, read_placement
 from anogen_data.diffusion.sharding import merge_shard_outputs, shard, shard_dir
 from anogen_data.synthesis import BACKENDS, CPU_BACKENDS, get_backend
 from anogen_data.synthesis.base import SynthesisContext
-from anogen_data.synthesis.runner import RECORDS, chunk_batches, die_with_parent, one_thread, run_synthesis, stop_workers
+from anogen_data.synthesis.runner import RECORDS, chunk_batches, die_with_parent, one_thread, run_synthesis, worker_pool
 
 RUN_CONFIG = "config.json"
 NOT_COMPARED = ("workers",)  # settings that never change the bytes, so a resume may change them
@@ -154,30 +153,18 @@ def propose_in_workers(config: ProposeConfig, entries: list[IndexEntry], categor
     Every layout depends only on (seed, number, defect type), so splitting the numbers between
     processes changes nothing; the parent only collects the results in order.
     """
-    import cv2
-
     proposer = LayoutProposer(entries, foreground=config.foreground, shape=config.shape, placement=config.placement)
     jobs = list(enumerate(interleave(proposer.defect_counts(config.n, config.defect))))
     per_task = chunk_batches(len(jobs), 1, workers)
     tasks = [jobs[start:start + per_task] for start in range(0, len(jobs), per_task)]
     layouts: list[Layout] = []
-    ctx = multiprocessing.get_context("fork")  # the proposer (entries, box statistics) is inherited, not pickled
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # no child may inherit OpenCV's thread pool: a forked copy of it hangs
-    try:
-        proposer.prepare()  # fit the background model and weigh the evidence once, pre-fork (no torch in children)
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_proposer,
-                                 initargs=(proposer, os.getpid())) as pool:
-            try:
-                for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
-                    layouts.extend(done)
-                    if on_progress:
-                        on_progress(len(done))
-            except BaseException:
-                stop_workers(pool)
-                raise
-    finally:
-        cv2.setNumThreads(threads)
+    proposer.prepare()  # fit the background model and weigh the evidence once, pre-fork (no torch in children)
+    # forked: the proposer (entries, box statistics, the fitted model) is inherited, not pickled
+    with worker_pool(workers, _init_proposer, (proposer, os.getpid())) as pool:
+        for done in pool.map(partial(_propose_task, seed=config.seed, category=category), tasks):
+            layouts.extend(done)
+            if on_progress:
+                on_progress(len(done))
     if stats is not None:
         stats.update(proposer.placement_stats())
     return layouts

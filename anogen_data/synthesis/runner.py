@@ -18,6 +18,7 @@ Backends: see ``anogen_data.synthesis`` (CutPaste, Li et al. CVPR 2021; DRAEM, Z
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -124,6 +125,34 @@ def one_thread() -> None:
         torch.set_num_threads(1)
 
 
+@contextlib.contextmanager
+def worker_pool(workers: int, initializer: Callable, initargs: tuple, *, fork: bool = True) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` processes, forked (they inherit the parent's imports and objects: seconds
+    saved per worker, nothing pickled) or spawned (torch/CUDA backends); ``initializer(*initargs)`` runs
+    in each and should call ``one_thread`` and ``die_with_parent`` (pass the parent's pid in ``initargs``).
+
+    While the pool lives the parent runs one OpenCV thread, which shuts OpenCV's thread pool down: a
+    child that inherits a live pool can hang in it. The parent's thread count is restored afterwards.
+    When the block raises (an error, Ctrl-C, a test's timeout) the workers are terminated instead of
+    awaited, so a stuck worker cannot hang the parent on its way out.
+    """
+    import cv2
+
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs)
+    try:
+        yield pool
+    except BaseException:
+        stop_workers(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _init_worker(backend_name: str, context: SynthesisContext, out_dir: str, parent_pid: int) -> None:
     die_with_parent(parent_pid)
     one_thread()
@@ -227,29 +256,15 @@ def _run_batches(
             yield synthesise_batch(backend, layouts, out_dir)
         return
     # CPU backends fork (reusing the parent's imports: albumentations pulls in torch, seconds per spawned
-    # worker) with OpenCV's thread pool shut down first, so no child inherits a pool it cannot use.
-    # Diffusion backends (torch, CUDA) spawn.
-    import cv2
-
+    # worker); diffusion backends (torch, CUDA) spawn.
     fork = backend_name in CPU_BACKENDS and "fork" in multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if fork else "spawn")
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
     batches = list(_batches(todo, batch))
     per_task = chunk_batches(len(batches), batch, workers)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(backend_name, context, str(out_dir), os.getpid())) as pool:
-            try:
-                pending: deque[Future] = deque()
-                for start in range(0, len(batches), per_task):
-                    pending.append(pool.submit(_worker_task, batches[start:start + per_task]))
-                    if len(pending) >= 4 * workers:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            except BaseException:
-                stop_workers(pool)
-                raise
-    finally:
-        cv2.setNumThreads(threads)
+    with worker_pool(workers, _init_worker, (backend_name, context, str(out_dir), os.getpid()), fork=fork) as pool:
+        pending: deque[Future] = deque()
+        for start in range(0, len(batches), per_task):
+            pending.append(pool.submit(_worker_task, batches[start:start + per_task]))
+            if len(pending) >= 4 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -85,15 +85,16 @@ def file_table(folder: Path) -> dict[str, dict]:
 
 
 def build_manifest(folder: Path, *, name: str, category: str, version: int, lineage: dict) -> dict:
-    """The manifest of a finished version folder (every file hashed, then the manifest itself)."""
+    """The manifest of a finished version folder (every file hashed, then the manifest itself); the package
+    version and git commit are the ones ``lineage`` recorded (git runs once per export)."""
     manifest = {
         "format": FORMAT,
         "name": name,
         "category": category,
         "version": version,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "package_version": __version__,
-        "git_commit": git_commit(),
+        "package_version": lineage.get("package_version", __version__),
+        "git_commit": lineage.get("git_commit"),
         "lineage": lineage,
         "files": file_table(folder),
     }

@@ -7,7 +7,7 @@ holds only real, held-out images); role "learn" anomalies (the few real shots th
 ``synthetic/<c>/images/<defect>/real_NNN`` when ``include_learn``; synthetic records ->
 ``synthetic/<c>/images/<defect>/syn_NNNNNN`` (masks under ``synthetic/<c>/masks/``, same names).
 When filter scores are given only records with ``keep`` true are written; the dropped ones can be
-collected (with their reasons) for the dropped-samples contact sheet, and are never written.
+yielded too, marked with their first reason, for the dropped-samples contact sheet (never written).
 
 Items are yielded lazily, so planning never holds pixels and memory does not grow with the image count.
 """
@@ -39,6 +39,8 @@ class ExportItem:
         image_rel, mask_rel: destination paths relative to the version folder.
         backend, seed: synthesis backend and per-sample seed (None for real images).
         record: the synthetic record, rewritten to the destination paths (None for real images).
+        dropped_reason: set on a record the filter dropped (its first reason): drawn on the dropped sheet,
+            never written (no destination path).
     """
 
     split: str
@@ -54,6 +56,7 @@ class ExportItem:
     backend: str | None = None
     seed: int | None = None
     record: SynthRecord | None = None
+    dropped_reason: str | None = None
 
 
 def _real_item(entry: IndexEntry, namer: MvtecNamer, include_learn: bool) -> ExportItem | None:
@@ -90,12 +93,13 @@ def _synthetic_item(record: SynthRecord, records_dir: Path, namer: MvtecNamer) -
     )
 
 
-def dropped_item(record: SynthRecord, records_dir: Path) -> ExportItem:
+def dropped_item(record: SynthRecord, records_dir: Path, reason: str) -> ExportItem:
     """A dropped record as an item to draw on the dropped sheet only (no destination path: never written)."""
     mask = records_dir / record.mask_path if record.mask_path else None
     return ExportItem(
         "train", "anomaly", record.defect_type, "synthetic", records_dir / record.image_path, mask,
         record.mask_quality, tuple(record.bbox_xyxy), "", None, backend=record.backend, seed=record.seed,
+        dropped_reason=reason,
     )
 
 
@@ -111,12 +115,12 @@ def plan_items(
     records_dir: Path | None = None,
     scores: dict[str, dict] | None = None,
     include_learn: bool = True,
-    dropped: list[tuple[ExportItem, str]] | None = None,
+    with_dropped: bool = False,
 ) -> Iterator[ExportItem]:
     """Yield the items of a version: real images in index order, then kept synthetic records in order.
 
-    ``dropped``, when given, receives ``(dropped_item(record), first reason)`` for each record that the
-    scores drop, in record order (the caller draws them; they are never yielded).
+    With ``with_dropped`` the records the scores drop are yielded too, in record order, as
+    ``dropped_item``s (``dropped_reason`` set: the consumer draws them and never writes them).
 
     Raises:
         AnogenError: a row of another category, an anomaly without a mask, a record missing from
@@ -139,8 +143,8 @@ def plan_items(
             if record.id not in scores:
                 raise AnogenError(f"record {record.id} has no row in the filter scores; re-run `anogen-data filter`")
             if not scores[record.id].get("keep", False):
-                if dropped is not None:
+                if with_dropped:
                     reasons = scores[record.id].get("reasons") or ["dropped"]
-                    dropped.append((dropped_item(record, base), str(reasons[0])))
+                    yield dropped_item(record, base, str(reasons[0]))
                 continue
         yield _synthetic_item(record, base, namer)

@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 
+from anogen_data.filters.rates import pass_rates
 from anogen_data.writers.coco import Instance
 
 FRACTION_BINS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]  # log-ish: MVTec defects span 0.1%-30%
@@ -75,32 +76,5 @@ class StatsAccumulator:
             "box_size_fraction": {"bins": FRACTION_BINS, "counts": self.box_fractions.tolist()},
             "defects_per_image": {str(k): v for k, v in sorted(self.defects_per_image.items())},
             "mask_quality": dict(sorted(self.mask_quality.items())),
-            "filters": filter_pass_rates(scores) if scores is not None else None,
+            "filters": pass_rates(list(scores.values())) if scores is not None else None,
         }
-
-
-def _failed(filter_name: str, reasons: list[str]) -> bool:
-    return any(r == filter_name or r.startswith((f"{filter_name}:", f"{filter_name} ", f"{filter_name}=",
-                                                 f"{filter_name}<", f"{filter_name}>")) for r in reasons)
-
-
-def filter_pass_rates(scores: dict[str, dict]) -> dict:
-    """Overall and per-filter pass rates of filter score rows ``{id: {"keep", "reasons", "scores"}}``.
-
-    A filter counts as failed for a row when one of the row's ``reasons`` is the filter name or starts
-    with it followed by ':', ' ', '=', '<' or '>' (e.g. "clip_similarity: 0.12 < 0.2").
-    """
-    rows = list(scores.values())
-    total = len(rows)
-    kept = sum(bool(r.get("keep", False)) for r in rows)
-    names = sorted({name for r in rows for name in (r.get("scores") or {})})
-    per_filter = {}
-    for name in names:
-        failed = sum(_failed(name, list(r.get("reasons") or [])) for r in rows)
-        per_filter[name] = round(1.0 - failed / total, 6) if total else None
-    return {
-        "scored": total,
-        "kept": kept,
-        "pass_rate": round(kept / total, 6) if total else None,
-        "per_filter": per_filter,
-    }

@@ -46,10 +46,17 @@ DROPPED_SHEET = "dropped_sheet.png"
 
 
 def existing_versions(name_dir: Path) -> list[int]:
-    """Sorted version numbers N of the ``v<N>`` folders in ``name_dir``."""
-    if not Path(name_dir).is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in Path(name_dir).iterdir() if (m := _VERSION_DIR.match(p.name)))
+    """Sorted version numbers N of the ``v<N>`` folders in ``name_dir``.
+
+    Raises:
+        AnogenError: the folder cannot be read (e.g. a name longer than the file system allows).
+    """
+    try:
+        if not Path(name_dir).is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in Path(name_dir).iterdir() if (m := _VERSION_DIR.match(p.name)))
+    except OSError as exc:
+        raise AnogenError(f"cannot read {name_dir}: {exc.strerror}; choose another --out") from exc
 
 
 def next_version(name_dir: Path) -> int:
@@ -129,7 +136,7 @@ class _Writers:
         self.hf.abort()
 
 
-def dropped_sheet(dropped: list[tuple[ExportItem, str]], cfg: ExportConfig):
+def dropped_sheet(dropped: list[ExportItem], cfg: ExportConfig):
     """The first ``contact_sheet_cells`` dropped records, captioned with their first reason on two lines
     (the filter's name, then its value and limit: "change_iou" / "0.14 < 0.2").
 
@@ -137,9 +144,10 @@ def dropped_sheet(dropped: list[tuple[ExportItem, str]], cfg: ExportConfig):
     "empty" cell when nothing was dropped). Mask outlines in red as on the contact sheet (255 = defect).
     """
     sheet = ContactSheet(per_group=cfg.contact_sheet_cells, max_cells=cfg.contact_sheet_cells, caption_lines=2)
-    for n, (item, reason) in enumerate(dropped[:cfg.contact_sheet_cells]):
+    for n, item in enumerate(dropped[:cfg.contact_sheet_cells]):
         image = read_image(item.image_src)
-        sheet.add(n, sheet.thumbnail(image, item_mask(item, *image.shape[:2])), reason.replace(": ", "\n", 1))
+        sheet.add(n, sheet.thumbnail(image, item_mask(item, *image.shape[:2])),
+                  item.dropped_reason.replace(": ", "\n", 1))
     return sheet.render()
 
 
@@ -165,19 +173,26 @@ def _progress():
 
 
 def _write_images(writers: _Writers, items: Iterator[ExportItem], cfg: ExportConfig, sheet: ContactSheet,
-                  total: int | None) -> None:
+                  total: int | None) -> list[ExportItem]:
+    """Render and write every item in order; returns the dropped items (``dropped_reason`` set), in order,
+    which are passed through unrendered and never written."""
     def planned() -> Iterator[tuple[ExportItem, bool]]:
         for item in items:  # contact-sheet picks are made here, in order, from metadata only
-            yield item, sheet.wants(item.split, item.source, item.defect_type)
+            yield item, item.dropped_reason is None and sheet.wants(item.split, item.source, item.defect_type)
 
-    def render(job: tuple[ExportItem, bool]) -> Rendered:
-        return render_item(job[0], cfg, sheet if job[1] else None)
+    def render(job: tuple[ExportItem, bool]) -> Rendered | ExportItem:
+        return job[0] if job[0].dropped_reason is not None else render_item(job[0], cfg, sheet if job[1] else None)
 
+    dropped: list[ExportItem] = []
     with _progress() as bar:
         task = bar.add_task("export", total=total)
         for done in ordered_map(render, planned(), cfg.workers, window=2 * max(1, cfg.workers)):
-            writers.add(done, sheet)
+            if isinstance(done, ExportItem):
+                dropped.append(done)
+            else:
+                writers.add(done, sheet)
             bar.advance(task)
+    return dropped
 
 
 def write_version(
@@ -232,11 +247,11 @@ def write_version(
     records = records if isinstance(records, list) else list(records)  # metadata only: no pixels are held
     defect_types = defect_names([e.defect_type for e in index] + [r.defect_type for r in records])
     total = len(index) + len(records)
-    dropped: list[tuple[ExportItem, str]] | None = [] if cfg.show_dropped and scores is not None else None
+    show_dropped = cfg.show_dropped and scores is not None
     with atomic_output_dir(final, marker=False) as tmp:  # versions are never replaced: no --force marker
         _write_all(tmp, _Writers(tmp, name, category, number, cfg, defect_types), plan_items(
-            category, index, records, records_dir, scores, cfg.include_learn, dropped), cfg, scores, full_lineage,
-            total, dropped)
+            category, index, records, records_dir, scores, cfg.include_learn, show_dropped), cfg, scores, full_lineage,
+            total, show_dropped)
     return final
 
 
@@ -257,11 +272,11 @@ def _lineage(index: list[IndexEntry], lineage: dict | None, configs: dict | None
 
 def _write_all(tmp: Path, writers: _Writers, items: Iterator[ExportItem],
                cfg: ExportConfig, scores: dict | None, lineage: dict, total: int | None,
-               dropped: list[tuple[ExportItem, str]] | None = None) -> None:
+               show_dropped: bool = False) -> None:
     name, category, number = writers.name, writers.category, writers.version
     sheet = ContactSheet(per_group=cfg.contact_sheet_per_group, max_cells=cfg.contact_sheet_cells)
     try:
-        _write_images(writers, items, cfg, sheet, total)
+        dropped = _write_images(writers, items, cfg, sheet, total)
         hf_splits = writers.close()
     except BaseException:
         writers.abort()
@@ -273,7 +288,7 @@ def _write_all(tmp: Path, writers: _Writers, items: Iterator[ExportItem],
     sheet_png = sheet.render()
     write_png(tmp / "contact_sheet.png", sheet_png)
     write_png(tmp / "hf" / "contact_sheet.png", sheet_png)
-    if dropped is not None:  # filled by plan_items while the images above were written
+    if show_dropped:
         write_png(tmp / DROPPED_SHEET, dropped_sheet(dropped, cfg))
     splits = {s: hf_splits[s] for s in ("train", "test") if s in hf_splits}
     card = render_card(name=name, category=category, version=number, stats=stats, lineage=lineage, splits=splits,

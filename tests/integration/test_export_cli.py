@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anogen_data.data import mvtec
 from anogen_data.data.image_io import read_image, write_png
 from anogen_data.files import write_jsonl
 from anogen_data.records import SynthRecord, read_index, write_index, write_records
@@ -201,7 +202,6 @@ def test_real_bottle_full_index_exports_all_outputs(run_cli, shared_data, tmp_pa
     assert code == 0, err
     version = tmp_path / "datasets" / "bottle" / "v1"
     _check_four_outputs(version, len(read_index(index)))
-    mvtec = pytest.importorskip("anogen_data.data.mvtec")
     counts = json.loads((version / "stats.json").read_text())["counts"]
     assert len(mvtec.load_category(version, "bottle")) == sum(
         n for defects in counts.values() for sources in defects.values() for n in sources.values())

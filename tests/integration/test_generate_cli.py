@@ -93,22 +93,28 @@ def test_layouts_proposed_in_workers_equal_the_serial_ones(demo_index, shape):
     assert sum(seen) == 20 and len(seen) > 2  # several tasks, progress reported per task
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, tmp_path, monkeypatch):
+def _crash_in_sample(monkeypatch, call: int):
+    """Make the perlin backend raise at its ``call``-th sample (a power cut mid-run); returns the undo."""
     from anogen_data.synthesis.perlin import PerlinBackend
 
-    args = ("generate", "--category", "demo", "--n", 8, "--index", demo_index, "--no-export", "--backend", "perlin")
     original, calls = PerlinBackend.apply, {"n": 0}
 
     def crash(self, *a):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == call:
             raise RuntimeError("power cut")
         return original(self, *a)
 
     monkeypatch.setattr(PerlinBackend, "apply", crash)
+    return lambda: monkeypatch.setattr(PerlinBackend, "apply", original)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(run_cli, demo_index, tmp_path, monkeypatch):
+    args = ("generate", "--category", "demo", "--n", 8, "--index", demo_index, "--no-export", "--backend", "perlin")
+    undo = _crash_in_sample(monkeypatch, 5)
     with pytest.raises(RuntimeError):
         run_cli(*args, "--out", tmp_path / "run")
-    monkeypatch.setattr(PerlinBackend, "apply", original)
+    undo()
     assert not (tmp_path / "run").exists() and (tmp_path / "run.partial" / "records.jsonl").is_file()
     code, _, err = run_cli(*args, "--out", tmp_path / "run")
     assert code == 1 and "--resume" in err
@@ -124,6 +130,27 @@ def test_unknown_backend_is_a_usage_error_listing_the_choices(run_cli, demo_inde
                            "--out", tmp_path / "o", "--backend", "gan")
     assert code == 2 and "'gan' is not one of" in err and "paste" in err and "dualanodiff" in err
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+def test_resume_with_other_settings_is_refused_and_changes_nothing(run_cli, demo_index, tmp_path, monkeypatch):
+    args = ("generate", "--category", "demo", "--n", 6, "--index", demo_index, "--no-export", "--backend", "perlin",
+            "--out", tmp_path / "run")
+    undo = _crash_in_sample(monkeypatch, 3)
+    with pytest.raises(RuntimeError):
+        run_cli(*args, "--seed", 1)
+    undo()
+    partial = tmp_path / "run.partial"
+    before = {n: (partial / n).read_bytes() for n in _files(partial)}
+    for other, changed in ((("--seed", 2), "seed"), (("--seed", 1, "--n", 7), "n"), (("--seed", 1, "--shape", "stroke"), "propose")):
+        code, out, err = run_cli(*args, *other, "--resume")
+        last = err.strip().splitlines()[-1]
+        settings = last.partition("was started with different settings (")[2].partition(")")[0].split(", ")
+        assert code == 1 and last.endswith("; resume with the same ones") and changed in settings, err
+        assert "Traceback" not in err and not (tmp_path / "run").exists()
+        assert {n: (partial / n).read_bytes() for n in _files(partial)} == before  # untouched
+    code, _, err = run_cli(*args, "--seed", 1, "--workers", 2, "--resume")  # the worker count never changes bytes
+    assert code == 0, err
+    assert len(read_records(tmp_path / "run" / "records.jsonl")) == 6
 
 
 @pytest.mark.parametrize(

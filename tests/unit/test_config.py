@@ -156,3 +156,16 @@ def test_anogen_data_is_the_root_when_none_is_given(tmp_path, monkeypatch, make_
     monkeypatch.setenv("ANOGEN_CACHE", str(tmp_path / "cache"))
     with pytest.raises(AnogenError, match=f"not under the data root {tmp_path / 'cache' / 'data'}"):
         resolve_data_root(IndexConfig(category="widget"))
+
+
+def test_filter_and_quality_share_one_declaration_of_the_defect_crop():
+    import dataclasses
+
+    from anogen_data.config import DefectCropConfig, FilterConfig, QualityConfig
+
+    shared = {f.name: f.default for f in dataclasses.fields(DefectCropConfig)}
+    assert set(shared) == {"crop_size", "crop_pad", "crop_min_side", "change_threshold", "leak_radius"}
+    for cls in (FilterConfig, QualityConfig):
+        assert issubclass(cls, DefectCropConfig)
+        assert {f.name: f.default for f in dataclasses.fields(cls) if f.name in shared} == shared
+        assert not any(name in cls.__dict__.get("__annotations__", {}) for name in shared)  # not re-declared

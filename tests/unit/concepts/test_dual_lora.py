@@ -153,18 +153,20 @@ def test_gradient_checkpointing_trains_the_same_as_without(tiny_sd):
 def test_training_is_seeded_and_leaves_the_global_rng_alone(tiny_sd):
     images, masks = _shots(16, 1)
     shots, backgrounds = shot_tensors(images, masks, 16), to_tensor(images, 16)
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(len(runs))  # a different global state each run must not matter
-        before = torch.random.get_rng_state()
-        parts = tiny_sd()
-        with seeded(7):
-            dual = DualModules.for_unet(parts.unet)
-        losses = train_dual_lora(parts, dual, shots, backgrounds, DualTrainOptions(steps=2, batch_size=1, lr=1e-2,
-                                                                                   rank=4, train_text_encoder=False))
-        assert torch.equal(torch.random.get_rng_state(), before)
-        lora = {k: v.clone() for k, v in parts.unet.state_dict().items() if "lora_" in k}
-        runs.append((losses, lora))
+    runs, outer = [], torch.random.get_rng_state()
+    with torch.random.fork_rng(devices=[]):  # this test's manual_seed calls stay inside it
+        for _ in range(2):
+            torch.manual_seed(len(runs))  # a different global state each run must not matter
+            before = torch.random.get_rng_state()
+            parts = tiny_sd()
+            with seeded(7):
+                dual = DualModules.for_unet(parts.unet)
+            losses = train_dual_lora(parts, dual, shots, backgrounds,
+                                     DualTrainOptions(steps=2, batch_size=1, lr=1e-2, rank=4, train_text_encoder=False))
+            assert torch.equal(torch.random.get_rng_state(), before)
+            lora = {k: v.clone() for k, v in parts.unet.state_dict().items() if "lora_" in k}
+            runs.append((losses, lora))
+    assert torch.equal(torch.random.get_rng_state(), outer)  # the rest of the session sees its own RNG
     assert runs[0][0] == runs[1][0]
     assert runs[0][1].keys() == runs[1][1].keys() and runs[0][1]
     for key, value in runs[0][1].items():

@@ -30,8 +30,9 @@ class TinyTeacher(nn.Module):
 
 @pytest.fixture
 def tiny_teacher():
-    torch.manual_seed(0)
-    return TinyTeacher()
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the session's global RNG
+        torch.manual_seed(0)
+        return TinyTeacher()
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,32 @@ def test_half_mix_alternates_good_and_synthetic_with_box_targets(tiny_version):
             assert sample["clean"].max() == 0  # the recorded clean source (black), not a random good image
 
 
+def test_augment_flips_the_version_anomaly_and_its_target_together(tiny_version):
+    _, good, anomalies = read_version(tiny_version)
+    box_only = [a for a in anomalies if a.mask_quality == "box"]
+    # a non-symmetric anomaly image, so a flip of the image shows in its pixels
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[4:12, 8:24] = 200
+    image[4, 8] = 255  # the box's top-left corner marked
+    write_png(box_only[0].image, image)
+    plain = DetectorTrainSet(good, box_only, (32, 64), mode="half", length=24, seed=0)
+    flipped = DetectorTrainSet(good, box_only, (32, 64), mode="half", length=24, seed=0, augment=True)
+    seen = set()
+    for i in range(1, 24, 2):  # the synthetic half
+        a, b = plain[i], flipped[i]
+        assert torch.equal(a["image"], plain[i]["image"]) and torch.equal(b["image"], flipped[i]["image"])
+        ys, xs = torch.nonzero(a["target"][0], as_tuple=True)
+        assert (ys.min(), ys.max(), xs.min(), xs.max()) == (4, 11, 8, 23)  # never flipped without augment
+        ys, xs = torch.nonzero(b["target"][0], as_tuple=True)
+        box = (int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max()))
+        vertical, horizontal = box[0] != 4, box[2] != 8
+        assert box == ((20, 27) if vertical else (4, 11)) + ((40, 55) if horizontal else (8, 23))
+        corner = (27 if vertical else 4, 55 if horizontal else 8)
+        assert float(b["image"][0, corner[0], corner[1]]) == 1.0  # the marked pixel moved with the target
+        seen.add((vertical, horizontal))
+    assert len(seen) >= 3  # several flip states occur across samples
+
+
 def test_samples_are_pure_functions_of_seed_epoch_index(tiny_version):
     _, good, anomalies = read_version(tiny_version)
     a = DetectorTrainSet(good, anomalies, (32, 64), mode="draem", length=8, seed=1)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
-from anogen_data.detector.metrics import aupro, binary_metrics, evaluate, min_max
+from anogen_data.detector.metrics import aupro, binary_metrics, evaluate, image_score, min_max
 
 
 def slow_aupro(maps, masks, fpr_limit=0.3):
@@ -169,3 +170,18 @@ def test_aupro_exact_when_the_sample_bound_is_too_high(monkeypatch):
     score[mask > 0] = rng.random(16) * 0.8 + 0.2
     monkeypatch.setattr(metrics, "_SAMPLE", 64)
     assert aupro([score], [mask]) == pytest.approx(slow_aupro([score], [mask]), abs=1e-9)
+
+
+def test_image_score_is_the_max_of_the_mean_pooled_map_by_hand():
+    hot = torch.zeros(5, 6)
+    hot[2, 2] = 9.0  # a lone hot pixel inside: every 3x3 mean over it has 9 valid cells
+    assert image_score(hot, 1) == 9.0  # no pooling: the plain max
+    assert image_score(hot, 3) == 1.0
+    assert image_score(hot, 2) == 1.0  # an even kernel is made odd (3)
+    corner = torch.zeros(5, 6)
+    corner[0, 0] = 9.0
+    assert image_score(corner, 3) == pytest.approx(9 / 4)  # padding is not counted: 4 valid cells at the corner
+    warm = hot.clone()
+    warm[3:5, 3:6] = 2.0  # a 2x3 warm block on the bottom edge beats the lone hot pixel once pooled
+    assert image_score(warm, 3) == pytest.approx(2.0)
+    assert image_score(torch.ones(2, 2), 9) == 1.0  # kernel capped at the map's side

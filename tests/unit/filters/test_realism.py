@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anogen_data.filters.embed import Embedder
-from anogen_data.filters.realism import realism_scores, reference_embeddings
+from anogen_data.data.image_io import read_mask
+from anogen_data.filters.embed import Embedder, crop
+from anogen_data.filters.realism import defect_crop_box, realism_scores, reference_embeddings
 from anogen_data.records import read_index
 
 
@@ -23,15 +24,24 @@ def test_embeddings_are_unit_length_and_deterministic(embedder):
 
 
 def test_a_copy_of_a_learn_shot_is_at_distance_zero_and_surface_is_far(scene, embedder):
-    refs = reference_embeddings([e for e in read_index(scene.index) if e.role == "learn"], embedder,
-                                size=64, pad=0.25, min_side=32)
+    learn = [e for e in read_index(scene.index) if e.role == "learn"]
+    refs = reference_embeddings(learn, embedder, size=64, pad=0.25, min_side=32)
     assert list(refs) == ["spot"] and refs["spot"].shape == (2, 1280)
-    shot = refs["spot"][0]
-    scores = realism_scores(shot, shot, refs["spot"])
-    assert scores["defect_distance"] == pytest.approx(0.0, abs=1e-5)
-    assert scores["good_distance"] == pytest.approx(0.0, abs=1e-5)  # unchanged surface: no defect
+    # a synthetic sample that copies learn shot 0's defect onto the good source, embedded on its own
+    mask = read_mask(learn[0].mask_path)
+    box = defect_crop_box(mask, (0, 0, mask.shape[1], mask.shape[0]), pad=0.25, min_side=32)
+    copy = scene.paint(scene.source_image, mask)
+    generated, source = embedder([crop(copy, box, 64), crop(scene.source_image, box, 64)])
+    scores = realism_scores(generated, source, refs["spot"])
+    assert scores["defect_distance"] == pytest.approx(1 - float(np.max(refs["spot"] @ generated)), abs=1e-6)
+    assert scores["defect_distance"] < 0.1  # like a real spot ...
+    assert scores["good_distance"] == pytest.approx(1 - float(generated @ source), abs=1e-6)
+    assert scores["good_distance"] > 0.05  # ... and unlike the surface it was painted on
+    untouched = realism_scores(source, embedder([crop(scene.source_image.copy(), box, 64)])[0], refs["spot"])
+    assert untouched["good_distance"] == pytest.approx(0.0, abs=1e-5)  # unchanged surface: no defect
+    assert untouched["defect_distance"] > scores["defect_distance"] + 0.05
     plain = embedder([np.full((64, 64, 3), (200, 190, 170), np.uint8)])[0]
-    far = realism_scores(plain, shot, refs["spot"])
+    far = realism_scores(plain, generated, refs["spot"])
     assert far["defect_distance"] > 0.05 and far["good_distance"] > 0.05
 
 

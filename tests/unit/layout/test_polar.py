@@ -107,9 +107,39 @@ def test_polar_shape_turns_rigidly_and_is_seeded():
     assert len(angles) == 8  # every seed its own angle
 
 
+def _chiral_shot() -> np.ndarray:
+    """An L with unequal arms: no rotation maps it onto its mirror image (an arc or a bar is symmetric)."""
+    shot = np.zeros((24, 44), np.uint8)
+    shot[2:8, 2:42] = 255  # long arm along +x
+    shot[2:22, 2:8] = 255  # short arm along +y at the left end
+    return shot
+
+
+def _landing(src: np.ndarray, dst: np.ndarray, linear: np.ndarray) -> float:
+    """Fraction of ``src``'s defect pixels that ``linear`` (2x2, about the centroids) sends onto ``dst``'s."""
+    ys, xs = np.nonzero(src)
+    moved = linear @ (np.stack([xs, ys]) - mask_centroid(src)[:, None]) + mask_centroid(dst)[:, None]
+    cols, rows = np.round(moved).astype(int)
+    inside = (rows >= 0) & (rows < dst.shape[0]) & (cols >= 0) & (cols < dst.shape[1])
+    return float(np.mean(inside & (dst[np.clip(rows, 0, dst.shape[0] - 1), np.clip(cols, 0, dst.shape[1] - 1)] > 0)))
+
+
+def test_polar_shape_turns_a_chiral_shot_by_exactly_the_returned_turn_in_both_mirror_states():
+    shot = _chiral_shot()
+    mirrors = set()
+    for seed in range(12):
+        mask, _, turn = polar_shape(shot, seed, size_ratio=1.0, target_hw=(128, 128))
+        np.testing.assert_allclose(turn.T @ turn, np.eye(2), atol=1e-9)
+        scale = math.sqrt(np.count_nonzero(mask) / np.count_nonzero(shot))
+        assert _landing(shot, mask, scale * turn) > 0.9, seed  # the mask is the shot moved by turn ...
+        assert _landing(mask, shot, turn.T / scale) > 0.9, seed  # ... and nothing else
+        mirrors.add(bool(np.linalg.det(turn) < 0))
+    assert mirrors == {True, False}  # some seeds mirror, some only turn
+
+
 def test_polar_layouts_keep_the_learn_shot_radius_at_new_angles(entries, layouts):
     relative = _shot_radius()
-    angles = []
+    angles, mirrors = [], set()
     for layout in layouts:
         assert (layout.shape_source, layout.placement, layout.shot_mask) == ("real", "polar", entries[-1].mask_path)
         mask = decode_rle(layout.mask_rle)
@@ -117,9 +147,12 @@ def test_polar_layouts_keep_the_learn_shot_radius_at_new_angles(entries, layouts
         offset = mask_centroid(mask) - centre
         assert abs(np.linalg.norm(offset) - relative * radius) <= 3.0  # px, at 128 px
         radial = offset / np.linalg.norm(offset)
-        assert abs(float(_principal_axis(mask) @ radial)) < 0.35  # the arc runs along the rim (tangent)
+        assert abs(float(_principal_axis(mask) @ radial)) < 0.05  # the arc runs along the rim (tangent, < 3 deg off)
         angles.append(math.degrees(math.atan2(offset[1], offset[0])) % 360)
+        turn = polar_shape(np.full((4, 4), 255, np.uint8), layout.seed, size_ratio=1.0, target_hw=(SIDE, SIDE))[2]
+        mirrors.add(bool(np.linalg.det(turn) < 0))
     assert np.ptp(angles) > 180  # placed all around, not at the shot's angle only
+    assert mirrors == {True, False}  # both turned and mirrored shots are placed (a mirror is symmetric for an arc)
 
 
 def test_polar_masks_stay_on_the_foreground(entries, layouts):

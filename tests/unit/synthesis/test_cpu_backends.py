@@ -126,3 +126,32 @@ def test_registry_and_bad_backends(entries):
     goods_only = SynthesisContext(good_paths=tuple(e.path for e in entries if e.role == "train"))
     with pytest.raises(AnogenError, match="--backend perlin"):
         get_backend("paste")(goods_only)
+
+
+def test_paste_chooses_the_clone_mode_from_the_mask_on_free_layouts(entries, context):
+    from anogen_data.synthesis.paste import clone_mode
+
+    line, disk = np.zeros((40, 40), np.uint8), np.zeros((40, 40), np.uint8)
+    cv2.line(line, (3, 5), (36, 30), 255, 2)
+    cv2.circle(disk, (20, 20), 12, 255, -1)
+    assert (clone_mode(line), clone_mode(disk)) == ("mixed", "normal")  # thin -> mixed, blob -> normal
+
+    free = list(propose_layouts(entries, 12, category="demo", seed=3, placement="free"))
+    backend, modes = get_backend("paste")(context), {}
+    for layout in free:
+        x0, y0, x1, y1 = layout.bbox_xyxy
+        recipe = backend.make_recipe(read_image(layout.source_path), layout, sample_rng(layout))
+        assert recipe["mode"] == clone_mode(decode_rle(layout.mask_rle)[y0:y1, x0:x1])
+        modes.setdefault(layout.defect_type, set()).add(recipe["mode"])
+    assert "mixed" in modes["scratch"] and modes["spot"] == {"normal"}  # thin scratches, round spots
+
+    scratch = next(x for x in free if x.defect_type == "scratch" and clone_mode(
+        decode_rle(x.mask_rle)[x.bbox_xyxy[1]:x.bbox_xyxy[3], x.bbox_xyxy[0]:x.bbox_xyxy[2]]) == "mixed")
+    source = read_image(scratch.source_path)
+    forced = get_backend("paste")(SynthesisContext(learn_shots=context.learn_shots, good_paths=context.good_paths,
+                                                   options={"blend": {"scratch": "normal"}}))
+    recipe = forced.make_recipe(source, scratch, sample_rng(scratch))
+    assert recipe["mode"] == "normal"  # the per-defect override wins
+    mixed, _ = backend.apply(source, scratch, {**recipe, "mode": "mixed"})
+    normal, _ = backend.apply(source, scratch, recipe)
+    assert not np.array_equal(mixed, normal)  # the mode reaches the Poisson blend

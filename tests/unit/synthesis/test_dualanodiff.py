@@ -144,6 +144,9 @@ def test_attention_fusion_changes_only_the_mask(concepts, tiny_sd):
 
     plain, fused = run(0.0), run(1.0)
     np.testing.assert_array_equal(plain.images, fused.images)
+    np.testing.assert_array_equal(plain.parts, fused.parts)
+    assert fused.masks.shape == plain.masks.shape
+    assert not np.array_equal(fused.masks, plain.masks)  # the fusion did change the mask
     assert fused.masks.any() and set(np.unique(fused.masks)) <= {0, 255}
     assert not fused.masks.all()  # the attention map alone, thresholded at half its range
 

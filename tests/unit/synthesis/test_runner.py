@@ -85,28 +85,45 @@ def _thread_counts() -> tuple[int, int]:
 
 
 def test_workers_run_one_opencv_and_one_torch_thread(setup, tmp_path):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    import torch  # noqa: F401  (loaded in the parent, as albumentations does, so forked workers inherit it)
-
-    from anogen_data.synthesis.runner import _init_worker
-
     import cv2
+    import torch
+
+    from anogen_data.synthesis.runner import _init_worker, worker_pool
 
     context, _ = setup
-    ctx = multiprocessing.get_context("fork")
-    threads = cv2.getNumThreads()
-    # a child that inherits a live OpenCV pool can hang in it (as run_synthesis knows): stop the pool's
-    # threads, then ask for 2 again; no thread starts before the next parallel call, so the child
-    # inherits "2 threads" without live ones, and only the worker initialiser can make it 1
-    cv2.setNumThreads(1)
-    cv2.setNumThreads(2)
+    threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    torch.set_num_threads(2)  # the forked child inherits 2; only the worker initialiser can make it 1
     try:
-        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=("perlin", context, str(tmp_path), os.getpid())) as pool:
-            assert pool.submit(_thread_counts).result() == (1, 1)
+        with worker_pool(1, _init_worker, ("perlin", context, str(tmp_path), os.getpid())) as pool:
+            assert cv2.getNumThreads() == 1  # the parent's OpenCV pool is shut down before any fork
+            assert pool.submit(_thread_counts).result(timeout=120) == (1, 1)
+        assert cv2.getNumThreads() == threads  # and restored afterwards
     finally:
-        cv2.setNumThreads(threads)
+        torch.set_num_threads(torch_threads)
+
+
+def _no_setup() -> None:
+    pass
+
+
+@pytest.mark.timeout(60)  # without the termination the block would wait an hour
+def test_a_failing_block_terminates_stuck_workers_instead_of_waiting():
+    import multiprocessing
+    import time
+
+    from anogen_data.synthesis.runner import worker_pool
+
+    start = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            with worker_pool(2, _no_setup, ()) as pool:
+                stuck = pool.submit(time.sleep, 3600)
+                stuck.result(timeout=1)  # the caller gives up: the pool must not wait for the worker
+        assert time.monotonic() - start < 30
+        assert not multiprocessing.active_children()
+    finally:  # should the pool regress, leave no sleeping child behind to hang the session's exit
+        for child in multiprocessing.active_children():
+            child.kill()
 
 
 def test_resume_after_a_crash_gives_the_same_output(reference, setup, tmp_path, monkeypatch):

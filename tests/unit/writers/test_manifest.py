@@ -46,6 +46,25 @@ def test_lineage_hashes_concepts_and_keeps_seeds(inputs, tmp_path):
         concept_hashes(tmp_path / "missing")
 
 
+def test_git_runs_once_per_export_and_lineage_and_manifest_agree(inputs, tmp_path, monkeypatch):
+    from anogen_data.writers import manifest as manifest_module
+    from anogen_data.writers import version as version_module
+
+    calls = []
+
+    def counting_git_commit():
+        calls.append(1)
+        return "0123abcd-dirty"
+
+    for module in (manifest_module, version_module):  # wherever it is looked up from
+        monkeypatch.setattr(module, "git_commit", counting_git_commit)
+    folder = write_version(tmp_path / "out", "widget", category="widget", index=inputs.index)
+    assert len(calls) == 1
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["git_commit"] == manifest["lineage"]["git_commit"] == "0123abcd-dirty"
+    assert manifest["package_version"] == manifest["lineage"]["package_version"]
+
+
 def test_verify_catches_a_changed_byte_a_missing_and_an_extra_file(written, tmp_path):
     copy = tmp_path / "v1"
     shutil.copytree(written.folder, copy)

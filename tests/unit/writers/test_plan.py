@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,13 @@ def test_scores_keep_only_kept_records(inputs):
     synthetic = [i for i in plan_items("widget", inputs.index, inputs.records, inputs.records_dir, scores)
                  if i.source == "synthetic"]
     assert [i.record.id for i in synthetic] == [r.id for n, r in enumerate(inputs.records) if n != 1]
+    assert all(i.dropped_reason is None for i in synthetic)
+    shown = [i for i in plan_items("widget", inputs.index, iter(inputs.records), inputs.records_dir, scores,
+                                   with_dropped=True) if i.source == "synthetic"]
+    dropped = inputs.records[1]
+    assert [i.image_src.name for i in shown] == [Path(r.image_path).name for r in inputs.records]  # record order
+    assert [(i.image_src, i.image_rel, i.dropped_reason) for i in shown if i.dropped_reason] == [
+        (inputs.records_dir / dropped.image_path, "", "sharpness: low")]  # marked, no destination: never written
 
 
 def test_bad_inputs_raise_with_the_culprit(inputs):

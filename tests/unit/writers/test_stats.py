@@ -6,7 +6,7 @@ import numpy as np
 
 from anogen_data.writers.coco import Instance
 from anogen_data.writers.contact_sheet import OUTLINE_RGB, ContactSheet
-from anogen_data.writers.stats import StatsAccumulator, filter_pass_rates
+from anogen_data.writers.stats import StatsAccumulator
 
 
 def _inst(w, h, area):
@@ -32,16 +32,19 @@ def test_histograms_and_counts_by_hand():
     assert out["filters"] is None
 
 
-def test_filter_pass_rates_by_hand():
+def test_stats_count_filter_pass_rates_with_the_filter_stage_rule():
     scores = {
-        "a": {"keep": True, "reasons": [], "scores": {"sharpness": 9.0, "clip": 0.3}},
-        "b": {"keep": False, "reasons": ["clip: 0.1 < 0.2"], "scores": {"sharpness": 9.0, "clip": 0.1}},
-        "c": {"keep": False, "reasons": ["clip<0.2", "sharpness"], "scores": {"sharpness": 1.0, "clip": 0.0}},
-        "d": {"keep": True, "reasons": [], "scores": {"sharpness": 5.0, "clip": 0.5}},
+        "a": {"keep": True, "reasons": [], "scores": {"mask_area": 0.01, "duplicate": 0.3}},
+        "b": {"keep": False, "reasons": ["duplicate: 0.99 > 0.985 (of a)"], "scores": {"mask_area": 0.01, "duplicate": 0.99}},
+        "c": {"keep": False, "reasons": ["mask_area: 0 < 0.0002", "duplicate: 1 > 0.985 (of a)"],
+              "scores": {"mask_area": 0.0, "duplicate": 1.0}},
+        "d": {"keep": True, "reasons": [], "scores": {"mask_area": 0.02, "duplicate": 0.1}},
     }
-    assert filter_pass_rates(scores) == {"scored": 4, "kept": 2, "pass_rate": 0.5,
-                                         "per_filter": {"clip": 0.5, "sharpness": 0.75}}
-    assert filter_pass_rates({})["pass_rate"] is None
+    acc = StatsAccumulator()
+    assert acc.result(scores)["filters"] == {"scored": 4, "kept": 2, "pass_rate": 0.5,
+                                             "per_filter": {"duplicate": 0.5, "mask_area": 0.75},
+                                             "dropped_by": {"duplicate": 2, "mask_area": 1}}
+    assert acc.result({})["filters"]["pass_rate"] is None
 
 
 def test_contact_sheet_picks_per_group_and_draws_outlines():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from anogen_data.config import ExportConfig
+from anogen_data.data import mvtec
 from anogen_data.errors import AnogenError
 from anogen_data.writers.manifest import file_table
 from anogen_data.writers.mvtec import mask_of
@@ -68,16 +69,22 @@ def test_unwritable_output_is_a_clear_error(inputs, tmp_path):
         _write(inputs, blocker / "out")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
-def test_read_only_output_is_a_clear_error(inputs, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        with pytest.raises(AnogenError, match="cannot write"):
-            _write(inputs, locked)
-    finally:
-        locked.chmod(0o700)
+def test_a_folder_the_file_system_refuses_is_a_clear_error(inputs, tmp_path):
+    """A real OS refusal at creation, as any user: a folder name longer than the file system allows (root,
+    as in CI, ignores folder permissions, so the read-only case below applies to other users only)."""
+    too_long, before = tmp_path / ("x" * 300), sorted(tmp_path.iterdir())
+    with pytest.raises(AnogenError, match="x{300}/widget: File name too long; choose another --out"):
+        _write(inputs, too_long)
+    assert sorted(tmp_path.iterdir()) == before
+    if os.geteuid() != 0:  # a read-only folder refuses everyone but root
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            with pytest.raises(AnogenError, match="cannot write.*Permission denied"):
+                _write(inputs, locked)
+        finally:
+            locked.chmod(0o700)
 
 
 def test_same_inputs_give_the_same_bytes(inputs, tmp_path):
@@ -107,7 +114,7 @@ def test_stats_and_records_of_a_version(written):
     assert sum(stats["box_size_fraction"]["counts"]) == stats["totals"]["instances"]
     box = sum(r.mask_quality == "box" for r in inputs.records)
     assert stats["defects_per_image"] == {"1": box, "2": anomalies - box}  # two blobs, one filled box
-    assert stats["filters"] == {"scored": 3, "kept": 3, "pass_rate": 1.0, "per_filter": {"sharpness": 1.0}}
+    assert stats["filters"] == {"scored": 3, "kept": 3, "pass_rate": 1.0, "per_filter": {"sharpness": 1.0}, "dropped_by": {}}
     rows = [json.loads(line) for line in (written.folder / "records.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [r.id for r in inputs.records]
     assert all((written.folder / r["image_path"]).is_file() and (written.folder / r["mask_path"]).is_file() for r in rows)
