@@ -146,7 +146,7 @@ MUTATIONS = (
              (("    threads = cv2.getNumThreads()\n    cv2.setNumThreads(1)\n", "    threads = cv2.getNumThreads()\n"),),
              ("tests/unit/synthesis/test_runner.py",), "worker_pool forks with OpenCV's thread pool alive"),
     Mutation("pool-awaits-stuck-workers", "anogen_data/synthesis/runner.py",
-             (("            process.terminate()\n", "            pass\n"),),
+             (("    except BaseException:\n        stop_workers(pool)\n", "    except BaseException:\n        pool.shutdown(wait=True)\n"),),
              ("tests/unit/synthesis/test_runner.py::test_a_failing_block_terminates_stuck_workers_instead_of_waiting",),
              "a failing block waits for stuck workers (a hang) instead of terminating them"),
 )
