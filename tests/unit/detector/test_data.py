@@ -10,6 +10,7 @@ import torch
 
 from anogen_data.data.image_io import write_png
 from anogen_data.detector.augment import cutpaste_anomaly, perlin_anomaly, perlin_noise
+from anogen_data.detector.recipes import RECIPES
 from anogen_data.detector.data import DetectorTrainSet, canvas_for, letterbox, read_version
 from anogen_data.errors import AnogenError
 
@@ -71,7 +72,7 @@ def test_canvas_never_squashes_non_square_images():
 def test_half_mix_alternates_good_and_synthetic_with_box_targets(tiny_version):
     _, good, anomalies = read_version(tiny_version)
     box_only = [a for a in anomalies if a.mask_quality == "box"]
-    data = DetectorTrainSet(good, box_only, (32, 64), mode="half", length=6, seed=0)
+    data = DetectorTrainSet(good, box_only, (32, 64), mix=("clean", "generated"), length=6, seed=0)
     for i in range(6):
         sample = data[i]
         assert sample["image"].shape == (3, 32, 64) and sample["target"].shape == (1, 32, 64)
@@ -86,8 +87,8 @@ def test_half_mix_alternates_good_and_synthetic_with_box_targets(tiny_version):
 
 def test_samples_are_pure_functions_of_seed_epoch_index(tiny_version):
     _, good, anomalies = read_version(tiny_version)
-    a = DetectorTrainSet(good, anomalies, (32, 64), mode="draem", length=8, seed=1)
-    b = DetectorTrainSet(good, anomalies, (32, 64), mode="draem", length=8, seed=1)
+    a = DetectorTrainSet(good, anomalies, (32, 64), mix=RECIPES["draem"].mix, length=8, seed=1)
+    b = DetectorTrainSet(good, anomalies, (32, 64), mix=RECIPES["draem"].mix, length=8, seed=1)
     for i in reversed(range(8)):  # order does not matter
         assert torch.equal(a[i]["image"], b[i]["image"])
     a.set_epoch(1)
