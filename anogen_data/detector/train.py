@@ -103,6 +103,15 @@ def schedule(recipe: Recipe, total_steps: int, cutoff_warmup_steps: int | None) 
     }
 
 
+def make_loader(dataset, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
+    """The training loader: in index order (sample ``i`` is already random in its image, and its kind
+    follows the recipe's mix, so each batch holds the recipe's shares), one process, seeded."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator().manual_seed(seed),
+        drop_last=len(dataset) > batch_size,  # BatchNorm needs more than one sample per batch
+    )
+
+
 def train_loop(
     model: torch.nn.Module,
     dataset,
@@ -126,11 +135,7 @@ def train_loop(
     ``on_step(step, loss)`` is called after every optimiser step (progress bars).
     """
     recipe = recipe or RECIPES[model.kind]
-    generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(  # no shuffle: sample i is already random, and its kind follows the mix
-        dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=generator,
-        drop_last=len(dataset) > batch_size,  # BatchNorm needs more than one sample per batch
-    )
+    loader = make_loader(dataset, batch_size, seed)
     plan = schedule(recipe, epochs * len(loader), cutoff_warmup_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=lr)

@@ -53,9 +53,32 @@ def _sibling_config(path: Path | None) -> dict | None:
         return None
 
 
+def as_box_label(record, records_dir: Path):
+    """The record as an AnoGen weak label: ``mask_quality`` "box" and ``bbox_xyxy`` the bounds of its mask
+    (x1/y1 exclusive), so the version's mask is that filled box. A record already a box label is kept.
+
+    Raises:
+        AnogenError: the mask file has no defect pixel.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from anogen_data.data.image_io import read_mask
+
+    if record.mask_quality == "box":
+        return record
+    mask_path = Path(records_dir) / record.mask_path
+    ys, xs = np.nonzero(read_mask(mask_path))
+    if ys.size == 0:
+        raise AnogenError(f"{mask_path} (record {record.id}) has no defect pixel; it has no box to export")
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return dataclasses.replace(record, mask_quality="box", bbox_xyxy=box)
+
+
 def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, records_file: Path | None = None,
                scores_file: Path | None = None, name: str | None = None, version: int | None = None,
-               concepts_dir: Path | None = None) -> Path:
+               concepts_dir: Path | None = None, box_labels: bool = False) -> Path:
     """Write a dataset version from the stage's input files; returns the version folder.
 
     Args:
@@ -68,12 +91,16 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
         name: dataset name; the index's category when None.
         version: N of ``v<N>``; the next free number when None.
         concepts_dir: learned concepts folder whose files are hashed into the lineage.
+        box_labels: write every synthetic record as a box label (``mask_quality: box``, the mask's box):
+            AnoGen's weak labels from any backend, so its stage 3 can be measured on CPU.
     """
     if scores_file is not None and records_file is None:
         raise AnogenError("--scores needs --records: the scores rate synthetic records")
     entries = load_index_entries(Path(index_file))
     category = index_category(entries, Path(index_file))
     records = read_records(records_file) if records_file is not None else []
+    if box_labels:
+        records = [as_box_label(r, Path(records_file).parent) for r in records]
     scores = read_scores(scores_file) if scores_file is not None else None
     lineage: dict = {"index_file": str(index_file), "index_sha256": sha256_file(index_file)}
     configs = {}
@@ -84,6 +111,8 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
                 configs[stage] = cfg
     if concepts_dir is not None:
         lineage["concepts_dir"] = str(concepts_dir)
+    if box_labels:
+        lineage["box_labels"] = True
     return write_version(
         Path(out_root), name or category, category=category, index=entries, records=records,
         records_dir=Path(records_file).parent if records_file is not None else None, scores=scores,
