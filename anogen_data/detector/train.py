@@ -65,10 +65,10 @@ def model_loss(
     recipe = recipe or RECIPES[model.kind]
     image, target, is_box = batch["image"], batch["target"], batch["is_box"]
     if model.kind == "destseg":
-        teacher = model.teacher_features(image)
-        if phase == "student":
+        if phase == "student":  # the teacher's maps of the input are not needed: 1 teacher pass, not 2
             student = _student_loss(model, model.student(image), batch)
             return student, {"student": student.item()}
+        teacher = model.teacher_features(image)
         if phase == "seg":
             with torch.no_grad():
                 student_maps = model.student(image)
