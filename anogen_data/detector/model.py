@@ -192,8 +192,8 @@ class DeSTSegDetector(nn.Module):
         base_width: student width; seg_width: segmentation-head width.
 
     forward -> {"teacher": [...], "student": [...], "logits": (B, 1, H, W)}; the head sees detached
-    features, so the segmentation loss never moves the student (DeSTSeg's second training step, run
-    jointly here).
+    features, so the segmentation loss never moves the student. The ``destseg`` recipe trains in the
+    released order (``detector.recipes``): the student alone, then the head alone (``segment``).
     """
 
     kind = "destseg"
