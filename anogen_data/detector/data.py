@@ -10,7 +10,8 @@ Non-square images (KolektorSDD ~500x1250) are never squashed: each is resized ke
 into a fixed canvas (long side ``image_size``, short side rounded up to a multiple of 32) and padded.
 
 A sample is a dict of tensors: ``image``/``clean`` (3, H, W) float in [0, 1]; ``target`` (1, H, W)
-in {0, 1} (1 = defect; the box for box-labelled samples); ``is_box``, ``has_clean`` bool scalars.
+in {0, 1} (1 = defect; the box for box-labelled samples); ``is_box``, ``has_clean`` bool scalars;
+``clean_id`` int scalar: the un-augmented clean image's id (``DetectorTrainSet.clean_ids``), -1 if none.
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ class DetectorTrainSet(torch.utils.data.Dataset):
         self.good, self.anomalies, self.canvas = list(good), list(anomalies), tuple(canvas)
         self.mix, self.synthesis, self.length, self.seed, self.augment = tuple(mix), synthesis, length, seed, augment
         self.textures = list(textures) if textures else None
+        # every un-augmented clean image gets a fixed id, so the frozen teacher's maps of it can be cached
+        cleans = [g.image for g in self.good] + [a.clean for a in self.anomalies if a.clean]
+        self.clean_ids = {path: k for k, path in enumerate(dict.fromkeys(cleans))}
         self.epoch = 0
         self._cache: dict[tuple[str, bool], np.ndarray] = {}
 
@@ -183,9 +187,11 @@ class DetectorTrainSet(torch.utils.data.Dataset):
         is_box = item.mask_quality == "box"
         if is_box:
             mask = self._box_target(mask)
+        clean_path = item.clean
         if self.augment:
             image, mask, clean = augment.flip_rotate([image, mask, clean], rng)
-        return image, mask, clean, is_box, item.clean is not None
+            clean_path = None  # possibly flipped: not the cached clean image
+        return image, mask, clean, is_box, item.clean is not None, clean_path
 
     @staticmethod
     def _box_target(mask: np.ndarray) -> np.ndarray:
@@ -213,13 +219,14 @@ class DetectorTrainSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        clean = self._float(self.good[int(rng.integers(len(self.good)))].image)
+        clean_path = self.good[int(rng.integers(len(self.good)))].image
+        clean = self._float(clean_path)
         image, target, is_box, has_clean = clean, np.zeros(self.canvas, np.float32), False, True
         kind = self.kind(i)
         if kind == "perlin" or (kind == "generated" and not self.anomalies):
             image, target = self._on_the_fly(clean, rng)
         elif kind == "generated":
-            image, target, clean, is_box, has_clean = self._version_anomaly(rng, clean)
+            image, target, clean, is_box, has_clean, clean_path = self._version_anomaly(rng, clean)
 
         def chw(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
@@ -227,4 +234,5 @@ class DetectorTrainSet(torch.utils.data.Dataset):
         return {
             "image": chw(image), "clean": chw(clean), "target": torch.from_numpy(np.ascontiguousarray(target))[None],
             "is_box": torch.tensor(is_box), "has_clean": torch.tensor(has_clean),
+            "clean_id": torch.tensor(self.clean_ids.get(clean_path, -1) if clean_path else -1),
         }

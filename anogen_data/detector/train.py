@@ -40,16 +40,33 @@ def _masked_mean(per_sample: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-def _student_loss(model: torch.nn.Module, student: list[torch.Tensor], batch: dict) -> torch.Tensor:
+def clean_teacher_features(model: torch.nn.Module, batch: dict, cache: dict | None) -> list[torch.Tensor]:
+    """The frozen teacher's maps of ``batch["clean"]``, taken from ``cache`` (clean_id -> per-scale maps
+    (1, C, h, w)) where known: clean images are never augmented, so each is computed once per run.
+    Samples with ``clean_id`` -1 (or no cache) are computed every time."""
+    ids = batch.get("clean_id")
+    if cache is None or ids is None or bool((ids < 0).any()):
+        return model.teacher_features(batch["clean"])
+    keys = ids.tolist()
+    missing = {key: k for k, key in reversed(list(enumerate(keys))) if key not in cache}  # key -> first row
+    if missing:
+        maps = model.teacher_features(batch["clean"][list(missing.values())])
+        for j, key in enumerate(missing):
+            cache[key] = [m[j : j + 1].clone() for m in maps]
+    return [torch.cat([cache[key][level] for key in keys]) for level in range(len(cache[keys[0]]))]
+
+
+def _student_loss(model: torch.nn.Module, student: list[torch.Tensor], batch: dict, cache: dict | None = None) -> torch.Tensor:
     """DeSTSeg's denoising loss: cosine distance of the student's maps of the input to the teacher's maps
     of the clean image, summed over scales, averaged over samples whose clean image is known."""
-    clean_feats = model.teacher_features(batch["clean"])
+    clean_feats = clean_teacher_features(model, batch, cache)
     cos = sum((1 - F.cosine_similarity(s, t, dim=1)).flatten(1).mean(1) for s, t in zip(student, clean_feats))
     return _masked_mean(cos, batch["has_clean"])
 
 
 def model_loss(
-    model: torch.nn.Module, batch: dict, p_cutoff: float, recipe: Recipe | None = None, phase: str = "joint"
+    model: torch.nn.Module, batch: dict, p_cutoff: float, recipe: Recipe | None = None, phase: str = "joint",
+    cache: dict | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of one batch and its parts (for the curve).
 
@@ -61,12 +78,13 @@ def model_loss(
         recipe: focal gamma and L1 weight; None = the recipe named after the model.
         phase: "joint" (every term), or for DeSTSeg's two-step schedule "student" (only the denoising
             student) / "seg" (only the segmentation head; the student runs frozen without gradients).
+        cache: DeSTSeg's teacher maps of clean images by ``clean_id`` (see :func:`clean_teacher_features`).
     """
     recipe = recipe or RECIPES[model.kind]
     image, target, is_box = batch["image"], batch["target"], batch["is_box"]
     if model.kind == "destseg":
         if phase == "student":  # the teacher's maps of the input are not needed: 1 teacher pass, not 2
-            student = _student_loss(model, model.student(image), batch)
+            student = _student_loss(model, model.student(image), batch, cache)
             return student, {"student": student.item()}
         teacher = model.teacher_features(image)
         if phase == "seg":
@@ -78,7 +96,7 @@ def model_loss(
         seg = segmentation_loss(logits, target, is_box, p_cutoff, l1_weight=recipe.l1_weight, gamma=recipe.gamma)
         if phase == "seg":
             return seg, {"seg": seg.item()}
-        student = _student_loss(model, student_maps, batch)
+        student = _student_loss(model, student_maps, batch, cache)
         return seg + student, {"seg": seg.item(), "student": student.item()}
     out = model(image)
     seg = segmentation_loss(out["logits"], target, is_box, p_cutoff, l1_weight=recipe.l1_weight, gamma=recipe.gamma)
@@ -140,6 +158,7 @@ def train_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=lr)
     model.to(device).train()
+    cache: dict = {}  # DeSTSeg: the frozen teacher's maps of each clean image, computed once
     curve, step = [], 0
     for epoch in range(epochs):
         dataset.set_epoch(epoch)
@@ -155,7 +174,7 @@ def train_loop(
             for group in optimiser.param_groups:
                 group["lr"] = lr * 0.1 ** sum(step >= m for m in plan["milestones"])
             cutoff = ramped_cutoff(p_cutoff, step - plan["student_steps"], plan["warmup"])
-            loss, parts = model_loss(model, batch, cutoff, recipe, phase)
+            loss, parts = model_loss(model, batch, cutoff, recipe, phase, cache)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -104,3 +104,28 @@ def test_box_labelled_defects_are_learned_by_every_detector(kind, epochs, demo_i
     prob = predict_maps(model, images)[:, 0]
     assert prob[defect].mean() > 0.5, prob[defect].mean()
     assert prob[~box].mean() < 0.5 and (prob[~box] < 0.5).float().mean() > 0.95
+
+
+def test_clean_teacher_maps_are_cached_by_clean_id(demo_items, tiny_teacher):
+    """DeSTSeg's teacher pass on un-augmented clean images runs once per image and run, with the same maps."""
+    from anogen_data.detector.train import clean_teacher_features, make_loader
+
+    good, anomalies = demo_items
+    model = build_model("destseg", 4, 64, tiny_teacher)
+    data = DetectorTrainSet(good[:3], [], (64, 64), mix=("perlin",), length=8, seed=0)
+    calls = []
+    forward = model.teacher.forward_features
+    model.teacher.forward_features = lambda x: calls.append(len(x)) or forward(x)
+    cache: dict = {}
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        for batch in make_loader(data, 4, 0):
+            assert (batch["clean_id"] >= 0).all()
+            cached = clean_teacher_features(model, batch, cache)
+            direct = model.teacher_features(batch["clean"])
+            for a, b in zip(cached, direct):
+                assert torch.allclose(a, b, atol=1e-5)
+    direct_calls = 4  # one direct pass per batch above
+    assert sum(calls) - direct_calls * 4 == len(cache) == 3  # each of the 3 clean images computed once
+    flipped = DetectorTrainSet(good[:3], [anomalies[0]], (64, 64), mix=("generated",), length=2, seed=0, augment=True)
+    assert (next(iter(make_loader(flipped, 2, 0)))["clean_id"] == -1).all()  # augmented: never cached
