@@ -121,6 +121,11 @@ def schedule(recipe: Recipe, total_steps: int, cutoff_warmup_steps: int | None) 
     }
 
 
+def step_lr(lr: float, step: int, milestones: list[int]) -> float:
+    """The learning rate at ``step``: ``lr`` x 0.1 per milestone reached (DRAEM's MultiStepLR, gamma 0.1)."""
+    return lr * 0.1 ** sum(step >= m for m in milestones)
+
+
 def make_loader(dataset, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
     """The training loader: in index order (sample ``i`` is already random in its image, and its kind
     follows the recipe's mix, so each batch holds the recipe's shares), one process, seeded."""
@@ -172,7 +177,7 @@ def train_loop(
                 if phase == "seg":
                     model.student.eval()  # DeSTSeg's second step: the student is frozen
             for group in optimiser.param_groups:
-                group["lr"] = lr * 0.1 ** sum(step >= m for m in plan["milestones"])
+                group["lr"] = step_lr(lr, step, plan["milestones"])
             cutoff = ramped_cutoff(p_cutoff, step - plan["student_steps"], plan["warmup"])
             loss, parts = model_loss(model, batch, cutoff, recipe, phase, cache)
             optimiser.zero_grad(set_to_none=True)

@@ -13,7 +13,7 @@ from anogen_data.detector.data import DetectorTrainSet, TrainItem
 from anogen_data.detector.loss import focal_loss_map
 from anogen_data.detector.model import build_model
 from anogen_data.detector.recipes import RECIPES, get_recipe
-from anogen_data.detector.train import make_loader, model_loss, schedule
+from anogen_data.detector.train import make_loader, model_loss, schedule, step_lr
 
 # the released shares per recipe (gaobb/AnoGen DRAEM/data_loader.py, DeSTSeg/data/mvtec_dataset.py; U-Net protocol)
 SHARES = {
@@ -68,6 +68,8 @@ def test_released_loss_settings_and_schedules():
     assert schedule(draem, 700, None)["milestones"] == [400, 600]
     assert schedule(destseg, 5000, None) == {"student_steps": 1000, "warmup": 1000, "milestones": []}
     assert schedule(unet, 100, 7) == {"student_steps": 0, "warmup": 7, "milestones": []}
+    milestones = schedule(draem, 70, None)["milestones"]
+    assert [step_lr(1e-3, s, milestones) for s in (0, 39, 40, 59, 60, 69)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
     with pytest.raises(ValueError, match="choose one of draem, destseg, unet"):
         get_recipe("patchcore")
 
