@@ -2,7 +2,8 @@
 
 For each dataset under ``--data`` (default ``../shared/data``), each recipe (``train --recipe``, see
 ``anogen_data/detector/recipes.py``) and each seed: index (first-third protocol) -> one ``paste`` version
-(real learn-shot defects transplanted onto good images; or ``--source anogen|dualanodiff`` with a GPU) ->
+(real learn-shot defects transplanted onto good images; ``paste-aligned`` on the periodic grid, where
+``paste``'s random warp pastes wires at the wrong angle; ``--source anogen|dualanodiff`` with a GPU) ->
 four rows, every one trained and benchmarked with the same recipe, budget and seed on the eval split
 (real test/good + real anomalies no source ever saw):
 
@@ -80,6 +81,14 @@ def make_version(source: str, root: Path, category: str, index: Path, work: Path
     return work / "datasets" / source / "v1"
 
 
+def source_for(spec: str, dataset: str) -> str:
+    """The backend for ``dataset`` from "DEFAULT[,DATASET=BACKEND...]" (e.g. "paste,mvtec_grid=paste-aligned")."""
+    parts = [p for p in spec.split(",") if p]
+    overrides = dict(p.split("=", 1) for p in parts if "=" in p)
+    default = next((p for p in parts if "=" not in p), "paste")
+    return overrides.get(dataset, default)
+
+
 ROWS = {  # row key -> (label in the table, trains on the version, box labels)
     "baseline": ("baseline (Perlin only)", False, False),
     "pixel": ("+ {source}, pixel masks", True, False),
@@ -117,8 +126,9 @@ def run_dataset(dataset: Path, args, work: Path) -> list[dict]:
     index = work / "index" / "index.jsonl"
     if not index.is_file():
         cli("index", "--data", dataset, "--category", category, "--out", work / "index", "--seed", args.seed)
-    print(f"== {dataset.name} / generate {args.source}", flush=True)
-    version = make_version(args.source, dataset, category, index, work / args.source, args.n, args.seed)
+    source = source_for(args.source, dataset.name)
+    print(f"== {dataset.name} / generate {source}", flush=True)
+    version = make_version(source, dataset, category, index, work / source, args.n, args.seed)
     rows = []
     for recipe in args.recipes:
         for key, (label, on_version, box) in ROWS.items():
@@ -133,7 +143,7 @@ def run_dataset(dataset: Path, args, work: Path) -> list[dict]:
                       index=None if on_version else index, force=True, progress=False, textures=args.textures)
             seconds = time.perf_counter() - start
             metrics = run_benchmark(out / "model", index, out / "bench", BenchmarkConfig(), force=True)
-            rows.append({"dataset": dataset.name, "recipe": recipe, "row": key, "source": label.format(source=args.source),
+            rows.append({"dataset": dataset.name, "recipe": recipe, "row": key, "source": label.format(source=source),
                          **{k: metrics[k] for k in COLUMNS}, "train_s": seconds})
     print(f"== {dataset.name} / no-synthetic", flush=True)
     row = patchcore_row(index, args.image_size, args.seed)
@@ -209,7 +219,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--datasets", default="mvtec_bottle,mvtec_grid,hazelnut_toy,kolektorsdd")
     parser.add_argument("--recipes", default="destseg", help="comma-separated train --recipe values (default: the default)")
-    parser.add_argument("--source", default="paste", help="generate backend of the added anomalies (anogen/dualanodiff need a GPU)")
+    parser.add_argument("--source", default="paste,mvtec_grid=paste-aligned",
+                        help="generate backend of the added anomalies, then DATASET=BACKEND overrides "
+                             "(paste-aligned: periodic textures; anogen/dualanodiff need a GPU)")
     parser.add_argument("--textures", type=Path, default=None, help="texture folder for Perlin (DTD images/); default in-category")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=256)

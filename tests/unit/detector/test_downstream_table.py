@@ -35,3 +35,9 @@ def test_verdicts_flag_a_loss_and_means_average_seeds():
     assert "no pixel-mask gain" in lines[2]
     table = downstream.table(means)
     assert table.count("\n") == 5 and "| bottle | destseg | pixel (mean of 2) | 90.0 | 90.0 | 38.0 |" in table
+
+
+def test_source_per_dataset():
+    assert downstream.source_for("paste,mvtec_grid=paste-aligned", "mvtec_grid") == "paste-aligned"
+    assert downstream.source_for("paste,mvtec_grid=paste-aligned", "kolektorsdd") == "paste"
+    assert downstream.source_for("anogen", "mvtec_bottle") == "anogen"
