@@ -22,7 +22,7 @@ is the same mix with Perlin in place of the generated share.
 
 Perlin textures: DRAEM draws them from the Describable Textures Dataset; ``train --textures DIR`` takes
 any folder of images (e.g. ``dtd/images``). Without it the textures are the category's own good images,
-colour-jittered (our default, recorded in ``model.json`` as ``"textures": "in-category"``).
+colour-jittered (our default, recorded in ``model.json`` as ``"textures": {"source": "in-category"}``).
 """
 
 from __future__ import annotations

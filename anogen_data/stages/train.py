@@ -41,8 +41,8 @@ def model_width(config: TrainConfig, device: str) -> int:
 
 
 def train_recipe(config: TrainConfig):
-    """The config's recipe (``recipe``, or the one named after ``model``); AnogenError when unknown or when
-    it trains another model than ``model`` names explicitly."""
+    """The config's recipe: ``recipe``, or the one named after ``model``. A recipe fixes its model, so
+    ``recipe`` wins over ``model`` (the CLI refuses the two when they disagree). AnogenError when unknown."""
     from anogen_data.detector.recipes import RECIPES
 
     name = config.recipe or config.model
@@ -174,7 +174,7 @@ def run_train(
     """Train and write ``out/model.safetensors`` + ``out/model.json`` atomically; returns ``out``.
 
     ``textures``: a folder of texture images for the Perlin anomalies (DRAEM's DTD); None = the
-    category's own good images (recorded as ``"textures": "in-category"``).
+    category's own good images (recorded as ``"textures": {"source": "in-category", ...}``).
     """
     from safetensors.torch import save_file
 
