@@ -37,7 +37,7 @@ def train_command(
     base_width: Annotated[Optional[int], typer.Option("--width", min=1, help="Network width (0 = 64 on GPU, 16 on CPU).")] = None,
     synthesis: Annotated[
         Optional[str],
-        typer.Option("--synthesis", callback=_choice(SYNTHESES), help="On-the-fly anomalies when there is no version (DRAEM baseline)."),
+        typer.Option("--synthesis", callback=_choice(SYNTHESES), help="On-the-fly anomalies of the recipe's Perlin share, and of its generated share when there is no version (the baseline)."),
     ] = None,
     recipe: Annotated[
         Optional[str],
@@ -61,10 +61,11 @@ def train_command(
 ) -> None:
     """Train the bundled detector on train/good + the version's synthetic anomalies, by one paper's recipe.
 
-    Writes OUT/model.safetensors and OUT/model.json (config, recipe, texture source, dataset version +
-    manifest sha256, loss curve). Box-labelled anomalies (COCO mask_quality "box", or all of them with
-    --box-labels) train with AnoGen's weakly-supervised loss. Epochs and width default to reduced CPU
-    values (20 epochs, width 16); the released scripts run 700 epochs (DRAEM) / 5000 steps (DeSTSeg).
+    Writes OUT/model.safetensors and OUT/model.json (config, recipe, texture source, dataset version + manifest sha256, loss curve).
+
+    Box-labelled anomalies (COCO mask_quality "box", or all of them with --box-labels) train with AnoGen's weakly-supervised loss.
+
+    Epochs and width default to reduced CPU values (20 epochs, width 16); the released scripts run 700 epochs (DRAEM) / 5000 steps (DeSTSeg).
 
     Usage:
 
