@@ -195,11 +195,16 @@ class DetectorTrainSet(torch.utils.data.Dataset):
 
     @staticmethod
     def _box_target(mask: np.ndarray) -> np.ndarray:
-        """The weak label: the filled bounding box of the (box) mask, (H, W) in {0, 1}."""
+        """The weak label: the filled bounding box of each 8-connected defect of the mask, (H, W) in {0, 1}.
+
+        One box per defect, as AnoGen labels each instance: one box around all of them would call the
+        normal surface between distant pieces (a grid's bent wires lie far apart) defect, up to 27 % of a
+        grid image against 1.5 % for per-defect boxes. A filled box (an exported box label) stays itself.
+        """
         box = np.zeros_like(mask)
-        ys, xs = np.nonzero(mask)
-        if ys.size:
-            box[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = 1
+        count, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+        for x, y, w, h, _ in stats[1:count]:
+            box[y : y + h, x : x + w] = 1
         return box
 
     def _on_the_fly(self, image: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:

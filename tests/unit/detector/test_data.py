@@ -104,3 +104,16 @@ def test_on_the_fly_anomalies_change_pixels_only_inside_the_mask():
         assert np.array_equal(out[mask == 0], image[mask == 0])
     noise = perlin_noise((30, 50), (4, 4), np.random.default_rng(0))
     assert noise.shape == (30, 50) and np.abs(noise).max() <= 1.5
+
+
+def test_box_target_is_one_box_per_defect_not_one_around_all():
+    mask = np.zeros((40, 60), np.float32)
+    mask[2:6, 3:9] = 1  # two defects far apart ...
+    mask[30:35, 50:56] = 1
+    mask[31, 50] = 0
+    box = DetectorTrainSet._box_target(mask)
+    expected = np.zeros_like(mask)
+    expected[2:6, 3:9] = 1
+    expected[30:35, 50:56] = 1
+    assert np.array_equal(box, expected)  # ... keep their own boxes; the grid between stays normal
+    assert np.array_equal(DetectorTrainSet._box_target(expected), expected)  # a filled box stays itself

@@ -32,7 +32,7 @@ def test_verdicts_flag_a_loss_and_means_average_seeds():
     assert abs(pixel["pixel_ap"] - 0.38) < 1e-12 and pixel["source"] == "pixel (mean of 2)"
     lines = downstream.verdicts(means)
     assert "= -2.0 pixel-AP points (MISSED" in lines[0] and "worst loss from adding anomalies -2.0 points (MISSED" in lines[1]
-    assert "no pixel-mask gain" in lines[2]
+    assert "pixel-mask gain -2.0 < 1 point" in lines[2]
     table = downstream.table(means)
     assert table.count("\n") == 5 and "| bottle | destseg | pixel (mean of 2) | 90.0 | 90.0 | 38.0 |" in table
 
