@@ -141,17 +141,19 @@ class TrainConfig:
     """``train``: the bundled detector (DRAEM / DeSTSeg) trained on a dataset version."""
 
     model: str = "destseg"  # unet | draem | destseg (DeSTSeg trains in minutes on CPU)
-    epochs: int = 20  # passes of samples_per_epoch samples
-    samples_per_epoch: int = 0  # 0 = twice the number of train/good images (half good, half synthetic)
+    recipe: str | None = None  # draem | destseg | unet (detector/recipes.py); None = the recipe named after model
+    epochs: int = 0  # passes of samples_per_epoch samples; 0 = the recipe's reduced CPU default (20)
+    samples_per_epoch: int = 0  # 0 = twice the number of train/good images
     batch_size: int = 8
     image_size: int = 256  # long side of the letterbox canvas (multiple of 32)
-    base_width: int = 0  # 0 = paper width on GPU (64), CPU width 16 otherwise
+    base_width: int = 0  # 0 = paper width on GPU (64), the recipe's CPU width (16) otherwise
     lr: float = 0.001
-    synthesis: str = "perlin"  # on-the-fly anomalies when the version has none / no version: perlin | cutpaste
+    synthesis: str = "perlin"  # on-the-fly anomalies for the recipe's Perlin share (and its baseline): perlin | cutpaste
     real_shots: bool = False  # also train on the version's real learn shots (synthetic/<c>/images/<defect>/real_*)
     augment: bool = False  # random flips of the training anomalies
-    p_cutoff: float | None = None  # AnoGen weak-loss cutoff; None = method default (0.1 unet/draem, 0.0 destseg)
-    cutoff_warmup_steps: int = 0  # linear ramp of p_cutoff from 0
+    box_labels: bool = False  # train every anomaly on its mask's box with AnoGen's weak loss (mask_quality: box)
+    p_cutoff: float | None = None  # AnoGen weak-loss cutoff; None = the recipe's (0.1 unet/draem, 0.0 destseg)
+    cutoff_warmup_steps: int | None = None  # linear ramp of p_cutoff from 0; None = a quarter of the head's steps
     device: str = "auto"
     seed: int = 0
 

@@ -407,6 +407,7 @@ PARAM_BOUNDS: dict[str, Any] = {  # field -> range, for every stage config that 
 }
 CLASS_BOUNDS: dict[tuple[str, str], Any] = {  # (config class, field) -> range where the field differs
     ("IndexConfig", "shots"): Field(ge=1), ("LearnConfig", "shots"): Field(ge=0),
+    ("TrainConfig", "epochs"): Field(ge=0),  # 0 = the recipe's reduced CPU default
 }
 
 

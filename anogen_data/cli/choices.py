@@ -20,6 +20,7 @@ class Backend(StrEnum):
     paste = "paste"
     perlin = "perlin"
     cutpaste = "cutpaste"
+    paste_aligned = "paste-aligned"
     anogen = "anogen"
     dualanodiff = "dualanodiff"
 
@@ -37,6 +38,14 @@ class DetectorModel(StrEnum):
     unet = "unet"
     draem = "draem"
     destseg = "destseg"
+
+
+class Recipe(StrEnum):
+    """``train --recipe``: keys of ``anogen_data.detector.recipes.RECIPES`` (the papers' training recipes)."""
+
+    draem = "draem"
+    destseg = "destseg"
+    unet = "unet"
 
 
 class Synthesis(StrEnum):

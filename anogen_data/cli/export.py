@@ -36,6 +36,10 @@ def export_command(
         bool, typer.Option("--show-dropped", help="Draw the records --scores drops (first reason as caption) on "
                            "dropped_sheet.png in the version; they are still not written to the dataset.")
     ] = False,
+    box_labels: Annotated[
+        bool, typer.Option("--box-labels", help="Write every synthetic record as a box label (mask_quality: box, "
+                           "the mask's filled box): AnoGen's weak labels from any backend.")
+    ] = False,
     params: ParamsOpt = None,
 ) -> None:
     """Write an immutable dataset version OUT/NAME/vN: MVTec tree, COCO RLE, HF parquet, stats, card, manifest.
@@ -53,17 +57,21 @@ def export_command(
       anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --scores runs/bottle/filter/scores.jsonl --out datasets --show-dropped
 
       anogen-data export --index runs/bottle/index/index.jsonl --out datasets --name bottle --version 1 --stats-out metrics/bottle/stats.json
+
+      anogen-data export --index runs/bottle/index/index.jsonl --records runs/bottle/synth/records.jsonl --out datasets --name bottle-box --box-labels
     """
     from anogen_data.config import resolve_config
     from anogen_data.errors import AnogenError
     from anogen_data.stages.export import run_export
 
+    if box_labels and records is None:
+        raise AnogenError("--box-labels needs --records: only synthetic records become box labels")
     if show_dropped and scores is None:
         raise AnogenError("--show-dropped needs --scores: the dropped records and their reasons come from the scores")
     overrides = {"workers": workers, "show_dropped": True if show_dropped else None}  # off: params.yaml decides
     config = resolve_config(ExportConfig, params, "export", overrides)
     folder = run_export(config, index, out, records_file=records, scores_file=scores, name=name, version=version,
-                        concepts_dir=concepts, stats_out=stats_out)
+                        concepts_dir=concepts, stats_out=stats_out, box_labels=box_labels)
     _print_summary(folder)
 
 

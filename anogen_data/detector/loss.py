@@ -78,6 +78,7 @@ def segmentation_loss(
     is_box_label: torch.Tensor,
     p_cutoff: float,
     l1_weight: float = 0.0,
+    gamma: float = 2.0,
 ) -> torch.Tensor:
     """Focal (+ optional L1 on probabilities, DeSTSeg) loss under AnoGen's weak mask.
 
@@ -86,10 +87,11 @@ def segmentation_loss(
 
     Args:
         logits: (B, 1, H, W); target: (B, 1, H, W) in {0, 1} (the box for box-labelled samples).
-        is_box_label: (B,) bool; p_cutoff: see :func:`weak_loss_mask`; l1_weight: DeSTSeg's L1 term.
+        is_box_label: (B,) bool; p_cutoff: see :func:`weak_loss_mask`; l1_weight: DeSTSeg's L1 term;
+        gamma: focal exponent (2 DRAEM, 4 in AnoGen's DeSTSeg script).
     """
     prob = torch.sigmoid(logits)
-    per_pixel = focal_loss_map(logits, target)
+    per_pixel = focal_loss_map(logits, target, gamma=gamma)
     if l1_weight:
         per_pixel = per_pixel + l1_weight * (prob - target).abs()
     mask = weak_loss_mask(prob, target, is_box_label, p_cutoff)

@@ -192,8 +192,8 @@ class DeSTSegDetector(nn.Module):
         base_width: student width; seg_width: segmentation-head width.
 
     forward -> {"teacher": [...], "student": [...], "logits": (B, 1, H, W)}; the head sees detached
-    features, so the segmentation loss never moves the student (DeSTSeg's second training step, run
-    jointly here).
+    features, so the segmentation loss never moves the student. The ``destseg`` recipe trains in the
+    released order (``detector.recipes``): the student alone, then the head alone (``segment``).
     """
 
     kind = "destseg"
@@ -227,16 +227,19 @@ class DeSTSegDetector(nn.Module):
             maps = self.teacher.forward_features(x)
         return [maps[i] for i in self.taps]
 
+    def segment(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Head logits (B, 1, *size) from the teacher and (detached) student maps of the same input."""
+        grid = teacher[0].shape[-2:]
+        products = [
+            F.interpolate(F.normalize(t, dim=1) * F.normalize(s.detach(), dim=1), size=grid, mode="bilinear", align_corners=False)
+            for t, s in zip(teacher, student)
+        ]
+        return F.interpolate(self.head(torch.cat(products, dim=1)), size=size, mode="bilinear", align_corners=False)
+
     def forward(self, x: torch.Tensor) -> dict:
         teacher = self.teacher_features(x)
         student = self.student(x)
-        size = teacher[0].shape[-2:]
-        products = [
-            F.interpolate(F.normalize(t, dim=1) * F.normalize(s.detach(), dim=1), size=size, mode="bilinear", align_corners=False)
-            for t, s in zip(teacher, student)
-        ]
-        logits = F.interpolate(self.head(torch.cat(products, dim=1)), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return {"teacher": teacher, "student": student, "logits": logits}
+        return {"teacher": teacher, "student": student, "logits": self.segment(teacher, student, x.shape[-2:])}
 
 
 def build_model(kind: str, base_width: int, image_size: int, teacher: nn.Module | None = None) -> nn.Module:

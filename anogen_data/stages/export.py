@@ -61,9 +61,32 @@ def _sibling_config(path: Path | None) -> dict | None:
         return None
 
 
+def as_box_label(record, records_dir: Path):
+    """The record as an AnoGen weak label: ``mask_quality`` "box" and ``bbox_xyxy`` the bounds of its mask
+    (x1/y1 exclusive), so the version's mask is that filled box. A record already a box label is kept.
+
+    Raises:
+        AnogenError: the mask file has no defect pixel.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from anogen_data.data.image_io import read_mask
+
+    if record.mask_quality == "box":
+        return record
+    mask_path = Path(records_dir) / record.mask_path
+    ys, xs = np.nonzero(read_mask(mask_path))
+    if ys.size == 0:
+        raise AnogenError(f"{mask_path} (record {record.id}) has no defect pixel; it has no box to export")
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return dataclasses.replace(record, mask_quality="box", bbox_xyxy=box)
+
+
 def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, records_file: Path | None = None,
                scores_file: Path | None = None, name: str | None = None, version: int | None = None,
-               concepts_dir: Path | None = None, stats_out: Path | None = None) -> Path:
+               concepts_dir: Path | None = None, stats_out: Path | None = None, box_labels: bool = False) -> Path:
     """Write a dataset version from the stage's input files; returns the version folder.
 
     Args:
@@ -78,6 +101,8 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
         concepts_dir: learned concepts folder whose files are hashed into the lineage.
         stats_out: also write the numbers of the version's ``stats.json`` here (a git-tracked DVC metric
             outside the cached version, so ``dvc metrics diff`` needs no cache).
+        box_labels: write every synthetic record as a box label (``mask_quality: box``, the mask's box):
+            AnoGen's weak labels from any backend, so its stage 3 can be measured on CPU.
     """
     if scores_file is not None and records_file is None:
         raise AnogenError("--scores needs --records: the scores rate synthetic records")
@@ -86,6 +111,8 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
     entries = load_index_entries(Path(index_file))
     category = index_category(entries, Path(index_file))
     records = read_records(records_file, index=entries) if records_file is not None else []
+    if box_labels:
+        records = [as_box_label(r, Path(records_file).parent) for r in records]
     scores = read_scores(scores_file, [r.id for r in records]) if scores_file is not None else None
     lineage: dict = {"index_file": str(index_file), "index_sha256": sha256_file(index_file)}
     configs = {}
@@ -100,6 +127,8 @@ def run_export(config: ExportConfig, index_file: Path, out_root: Path, *, record
 
     if records_file is not None and (placement := read_placement(Path(records_file).parent)) is not None:
         lineage["placement"] = placement  # propose's sidecar, carried by generate beside records.jsonl
+    if box_labels:
+        lineage["box_labels"] = True
     folder = write_version(
         Path(out_root), name or category, category=category, index=entries, records=records,
         records_dir=Path(records_file).parent if records_file is not None else None, scores=scores,

@@ -15,11 +15,12 @@ BACKENDS: dict[str, str] = {
     "paste": "anogen_data.synthesis.paste:PasteBackend",
     "perlin": "anogen_data.synthesis.perlin:PerlinBackend",
     "cutpaste": "anogen_data.synthesis.cutpaste:CutPasteBackend",
+    "paste-aligned": "anogen_data.synthesis.paste_aligned:AlignedPasteBackend",  # periodic textures (grid)
     "anogen": "anogen_data.synthesis.anogen:AnoGenBackend",
     "dualanodiff": "anogen_data.synthesis.dualanodiff:DualAnoDiffBackend",
 }
 
-CPU_BACKENDS = ("paste", "perlin", "cutpaste")
+CPU_BACKENDS = ("paste", "perlin", "cutpaste", "paste-aligned")
 # Backends that render the whole image anew (DualAnoDiff draws the whole object): every pixel differs
 # from the layout's source, so mask/pixel agreement against the source measures nothing for them.
 WHOLE_IMAGE_BACKENDS = ("dualanodiff",)

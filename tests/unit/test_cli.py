@@ -109,7 +109,7 @@ def test_help_shows_choices_defaults_and_no_bool(run_cli, monkeypatch):
     code, out, _ = run_cli("generate", "--help")
     assert code == 0
     assert "<bool>" not in out
-    assert "auto|paste|perlin|cutpaste|anogen|dualanodiff" in out  # --backend choices
+    assert "auto|paste|perlin|cutpaste|paste-aligned|anogen|dualanodiff" in out  # --backend choices
     assert "auto|cpu|cuda|cuda:N" in out and "auto|fp32|fp16|bf16" in out
     assert "[default: (100)]" in out  # GenerateConfig.n, shown though the option defaults to None (params.yaml)
     code, out, _ = run_cli("--help")
@@ -119,7 +119,7 @@ def test_help_shows_choices_defaults_and_no_bool(run_cli, monkeypatch):
 @pytest.mark.parametrize(
     "args, incomplete, expected",
     [
-        (["generate", "--backend"], "", ["auto", "paste", "perlin", "cutpaste", "anogen", "dualanodiff"]),
+        (["generate", "--backend"], "", ["auto", "paste", "perlin", "cutpaste", "paste-aligned", "anogen", "dualanodiff"]),
         (["generate", "--device"], "c", ["cpu", "cuda"]),
         (["concepts", "learn", "--dtype"], "", ["auto", "fp32", "fp16", "bf16"]),
         (["concepts", "learn", "--method"], "", ["anogen", "dualanodiff"]),
@@ -137,7 +137,8 @@ def test_shell_completion_lists_the_choices(run_cli, monkeypatch, args, incomple
 
 
 def test_choice_enums_match_the_registries_they_mirror():
-    from anogen_data.cli.choices import Backend, Method
+    from anogen_data.cli.choices import Backend, Method, Recipe
+    from anogen_data.detector.recipes import RECIPES
     from anogen_data.diffusion.loading import DTYPE_ALIASES, DTYPES
     from anogen_data.cli.choices import DTYPE_ALIASES as CLI_ALIASES, Dtype
     from anogen_data.stages.learn import LEARNERS
@@ -145,6 +146,7 @@ def test_choice_enums_match_the_registries_they_mirror():
 
     assert [b.value for b in Backend if b != Backend.auto] == list(BACKENDS)
     assert {m.value for m in Method} == set(LEARNERS)
+    assert {r.value for r in Recipe} == set(RECIPES)
     assert {d.value for d in Dtype} == {"auto", *DTYPES} and CLI_ALIASES.items() <= DTYPE_ALIASES.items()
 
 

@@ -11,6 +11,7 @@ import torch
 
 from anogen_data.data.image_io import write_png
 from anogen_data.detector.augment import cutpaste_anomaly, perlin_anomaly, perlin_noise
+from anogen_data.detector.recipes import RECIPES
 from anogen_data.detector.data import DetectorTrainSet, canvas_for, letterbox, read_version
 from anogen_data.errors import AnogenError
 
@@ -82,7 +83,7 @@ def test_canvas_never_squashes_non_square_images():
 def test_half_mix_alternates_good_and_synthetic_with_box_targets(tiny_version):
     _, good, anomalies = read_version(tiny_version)
     box_only = [a for a in anomalies if a.mask_quality == "box"]
-    data = DetectorTrainSet(good, box_only, (32, 64), mode="half", length=6, seed=0)
+    data = DetectorTrainSet(good, box_only, (32, 64), mix=("clean", "generated"), length=6, seed=0)
     for i in range(6):
         sample = data[i]
         assert sample["image"].shape == (3, 32, 64) and sample["target"].shape == (1, 32, 64)
@@ -103,8 +104,8 @@ def test_augment_flips_the_version_anomaly_and_its_target_together(tiny_version)
     image[4:12, 8:24] = 200
     image[4, 8] = 255  # the box's top-left corner marked
     write_png(box_only[0].image, image)
-    plain = DetectorTrainSet(good, box_only, (32, 64), mode="half", length=24, seed=0)
-    flipped = DetectorTrainSet(good, box_only, (32, 64), mode="half", length=24, seed=0, augment=True)
+    plain = DetectorTrainSet(good, box_only, (32, 64), mix=("clean", "generated"), length=24, seed=0)
+    flipped = DetectorTrainSet(good, box_only, (32, 64), mix=("clean", "generated"), length=24, seed=0, augment=True)
     seen = set()
     for i in range(1, 24, 2):  # the synthetic half
         a, b = plain[i], flipped[i]
@@ -123,8 +124,8 @@ def test_augment_flips_the_version_anomaly_and_its_target_together(tiny_version)
 
 def test_samples_are_pure_functions_of_seed_epoch_index(tiny_version):
     _, good, anomalies = read_version(tiny_version)
-    a = DetectorTrainSet(good, anomalies, (32, 64), mode="draem", length=8, seed=1)
-    b = DetectorTrainSet(good, anomalies, (32, 64), mode="draem", length=8, seed=1)
+    a = DetectorTrainSet(good, anomalies, (32, 64), mix=RECIPES["draem"].mix, length=8, seed=1)
+    b = DetectorTrainSet(good, anomalies, (32, 64), mix=RECIPES["draem"].mix, length=8, seed=1)
     for i in reversed(range(8)):  # order does not matter
         assert torch.equal(a[i]["image"], b[i]["image"])
     a.set_epoch(1)
@@ -140,3 +141,16 @@ def test_on_the_fly_anomalies_change_pixels_only_inside_the_mask():
         assert np.array_equal(out[mask == 0], image[mask == 0])
     noise = perlin_noise((30, 50), (4, 4), np.random.default_rng(0))
     assert noise.shape == (30, 50) and np.abs(noise).max() <= 1.5
+
+
+def test_box_target_is_one_box_per_defect_not_one_around_all():
+    mask = np.zeros((40, 60), np.float32)
+    mask[2:6, 3:9] = 1  # two defects far apart ...
+    mask[30:35, 50:56] = 1
+    mask[31, 50] = 0
+    box = DetectorTrainSet._box_target(mask)
+    expected = np.zeros_like(mask)
+    expected[2:6, 3:9] = 1
+    expected[30:35, 50:56] = 1
+    assert np.array_equal(box, expected)  # ... keep their own boxes; the grid between stays normal
+    assert np.array_equal(DetectorTrainSet._box_target(expected), expected)  # a filled box stays itself
