@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from anogen_data.data.image_io import read_image, write_png
-from anogen_data.layout.evidence import Density, extent, image_density, object_density, weigh
+from anogen_data.layout.evidence import MIN_AGREEMENT, Density, agreement, extent, image_density, object_density, weigh
 from anogen_data.layout.propose import LayoutProposer, propose_layouts
 from anogen_data.layout.rle import decode_rle
 from anogen_data.layout.shapes import mask_centroid
@@ -83,6 +83,31 @@ def test_weigh_the_evidence_by_hand():
     full = weigh("full", masks, [])
     assert (full["placement"], full["agreement"], full["note"]) == ("uniform", None, None)
     assert weigh("object", [], [])["agreement"] is None
+
+
+def test_a_dark_defect_cut_out_of_the_rim_still_counts_as_on_the_object():
+    """A colour estimate leaves a notch where a dark spot sits on a light part's rim: the spot is on the
+    object all the same. A defect well off the object still counts as off."""
+    disc = np.zeros((SIDE, SIDE), np.uint8)
+    cv2.circle(disc, (48, 48), 30, 255, -1)
+    spot = _blob(48, 20, 2)  # on the rim (top), inside the disc: a 5 px notch at 96 px (NOTCH closes 5 px)
+    notched = disc.copy()
+    notched[spot > 0] = 0  # the estimate cuts the dark spot out
+    assert agreement([spot], [disc]) == 1.0
+    assert not np.any((spot > 0) & (notched > 0))  # raw overlap: 0 %, the estimate would be overruled
+    assert agreement([spot], [notched]) >= MIN_AGREEMENT  # a notch narrower than NOTCH of the side is closed
+    assert agreement([_blob(10, 88, 4)], [notched]) == 0.0  # the background corner stays off the object
+
+
+def test_the_plain_demo_keeps_its_object_placement_without_a_warning(demo_index, caplog):
+    """The demo washer's learn shots include a dark spot on the rim: the evidence must not overrule the
+    right object estimate (it did, at 88 % raw agreement, putting pastes on the fabric)."""
+    from anogen_data.records import read_index
+
+    with caplog.at_level(logging.WARNING, logger="anogen_data.layout.propose"):
+        evidence = LayoutProposer(read_index(demo_index)).evidence()
+    assert evidence["kind"] == "object" and evidence["placement"] == "object" and evidence["note"] is None
+    assert evidence["agreement"] >= 0.9 and not caplog.records
 
 
 def test_texture_with_all_learn_defects_in_one_region_places_them_there(tmp_path, caplog):
