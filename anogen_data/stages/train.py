@@ -162,6 +162,12 @@ class _progress:
         return False
 
 
+def _no_empty_lists(record: dict) -> dict:
+    """``record`` with empty lists as None: model.json is a DVC plot (``curve``), and DVC's plot reader
+    crashes on any empty list in the file ("'NoneType' object has no attribute 'keys'")."""
+    return {k: (None if isinstance(v, (list, tuple)) and not v else v) for k, v in record.items()}
+
+
 def run_train(
     out: Path,
     config: TrainConfig,
@@ -201,7 +207,7 @@ def run_train(
     with atomic_output_dir(Path(out), force=force) as tmp:
         save_file(state, str(tmp / "model.safetensors"))
         write_json(tmp / "model.json", {
-            "format": FORMAT, "model": recipe.model, "recipe": dataclasses.asdict(recipe),
+            "format": FORMAT, "model": recipe.model, "recipe": _no_empty_lists(dataclasses.asdict(recipe)),
             "textures": {"source": "folder", "path": str(Path(textures).resolve()), "n_files": len(texture_list)}
             if texture_list else {"source": "in-category", "note": "Perlin filled from the category's good images, not DTD"},
             "base_width": model_width(config, device),
