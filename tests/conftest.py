@@ -123,3 +123,4 @@ def tiny_sd():
 def tiny(tiny_sd):
     """One fresh copy of the tiny SD components (see ``tiny_sd``)."""
     return tiny_sd()
+

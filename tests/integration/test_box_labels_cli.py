@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anogen_data.data.image_io import read_image, read_mask, write_png
-from anogen_data.records import SynthRecord, read_index, write_records
+from anogen_data.data.image_io import read_mask, write_png
+from synthetic_records import write_synthetic_records
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TRAIN_FAST = ["--epochs", "1", "--image-size", "64", "--width", "4"]
@@ -18,23 +18,10 @@ TRAIN_FAST = ["--epochs", "1", "--image-size", "64", "--width", "4"]
 
 def _records(index: Path, folder: Path, n: int = 3) -> Path:
     """records.jsonl of n pixel-labelled anomalies: an L-shaped mask whose box is x 12..29, y 10..29."""
-    entries = [e for e in read_index(index) if e.role == "train"]
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    records = []
-    for i in range(n):
-        image = read_image(entries[i].path)
-        mask = np.zeros(image.shape[:2], np.uint8)
-        mask[10:14, 12:30] = 255
-        mask[10:30, 12:16] = 255
-        image[mask > 0] = 255 - image[mask > 0]
-        write_png(folder / "images" / f"syn_{i:06d}.png", image)
-        write_png(folder / "masks" / f"syn_{i:06d}.png", mask)
-        records.append(SynthRecord(
-            id=f"syn_{i:06d}", category=entries[i].category, defect_type="scratch", backend="paste", seed=i,
-            source_path=entries[i].path, image_path=f"images/syn_{i:06d}.png", mask_path=f"masks/syn_{i:06d}.png",
-            mask_quality="pixel", bbox_xyxy=(0, 0, 64, 64)))  # a loose layout box: the mask's bounds must win
-    write_records(folder / "records.jsonl", records)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[10:14, 12:30] = 255
+    mask[10:30, 12:16] = 255
+    write_synthetic_records(index, folder, mask, n, "paste", (0, 0, 64, 64))  # a loose layout box: the mask's bounds must win
     return folder / "records.jsonl"
 
 

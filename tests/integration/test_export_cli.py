@@ -10,29 +10,17 @@ import numpy as np
 import pytest
 
 from anogen_data.data import mvtec
-from anogen_data.data.image_io import read_image, write_png
+from anogen_data.data.image_io import read_image
 from anogen_data.files import write_jsonl
-from anogen_data.records import SynthRecord, read_index, write_index, write_records
+from anogen_data.records import read_index, write_index
+from synthetic_records import write_synthetic_records
 
 
 def _synthetic(index: Path, folder: Path, n: int = 4) -> tuple[Path, Path]:
     """records.jsonl (+ images/masks) made from the index's train images, and scores.jsonl keeping all but one."""
-    entries = [e for e in read_index(index) if e.role == "train"]
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    records = []
-    for i in range(n):
-        image = read_image(entries[i].path)
-        mask = np.zeros(image.shape[:2], np.uint8)
-        mask[10:20, 12:30] = 255
-        image[mask > 0] = 255 - image[mask > 0]
-        write_png(folder / "images" / f"syn_{i:06d}.png", image)
-        write_png(folder / "masks" / f"syn_{i:06d}.png", mask)
-        records.append(SynthRecord(
-            id=f"syn_{i:06d}", category=entries[i].category, defect_type="scratch", backend="cutpaste", seed=i,
-            source_path=entries[i].path, image_path=f"images/syn_{i:06d}.png", mask_path=f"masks/syn_{i:06d}.png",
-            mask_quality="pixel", bbox_xyxy=(12, 10, 30, 20)))
-    write_records(folder / "records.jsonl", records)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[10:20, 12:30] = 255
+    records = write_synthetic_records(index, folder, mask, n, "cutpaste", (12, 10, 30, 20))
     scores = [{"id": r.id, "keep": i != 2, "reasons": ["sharpness: 0.1 < 0.5"] if i == 2 else [],
                "scores": {"sharpness": 0.1 if i == 2 else 0.9}} for i, r in enumerate(records)]
     write_jsonl(folder.parent / "scores.jsonl", scores)
