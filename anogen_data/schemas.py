@@ -204,6 +204,23 @@ class Manifest(BaseModel):
     files: dict[RelPath, ManifestFile]
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class Placement(_Row):
+    """``placement.json``, the sidecar of ``layouts.jsonl`` (``layout.propose.LayoutProposer.placement_stats``)."""
+
+    kind: Literal["object", "texture", "full"]
+    placement: Literal["object", "uniform", "image-density"]
+    cue: str | None = None
+    separability: float | None = None
+    foreground_fraction: Share
+    agreement: Share | None = None
+    support: Share | None = None
+    extent: Share | None = None
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
 class ConceptMeta(BaseModel):
     """``<concepts>/<defect_type>/concept.json``: ``weights`` are file names inside that folder."""
 

@@ -34,8 +34,9 @@ def mvtec_command(
 
       anogen-data download mvtec --category grid --data /data/mvtec
     """
-    from anogen_data.data.download import LICENSE_LINE, default_data_root, download_mvtec
+    from anogen_data.data.download import LICENSE_LINE, check_category, default_data_root, download_mvtec
 
+    check_category(category)  # before the licence line: a bad name gets one line
     root = (data or default_data_root()).expanduser()
     typer.echo(LICENSE_LINE, err=True)  # the licence line prints even under -q
     if is_quiet():

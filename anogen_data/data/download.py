@@ -233,6 +233,12 @@ def extract_category(archive: Path, category: str, root: Path) -> Path:
     return target
 
 
+def check_category(category: str) -> None:
+    """Refuse a name that is not one of MVTec AD's 15 categories (one line listing them)."""
+    if category not in MVTEC_CATEGORIES:
+        raise AnogenError(f"'{category}' is not an MVTec AD category; choose one of {', '.join(MVTEC_CATEGORIES)}")
+
+
 def download_mvtec(
     category: str, root: Path, *, cache: Path | None = None, on_progress: Progress | None = None,
     source: DownloadInfo | None = None,
@@ -242,8 +248,7 @@ def download_mvtec(
     Returns:
         ``root/<category>``. An existing one is left alone (returned as is).
     """
-    if category not in MVTEC_CATEGORIES:
-        raise AnogenError(f"'{category}' is not an MVTec AD category; choose one of {', '.join(MVTEC_CATEGORIES)}")
+    check_category(category)
     target = root / category
     if target.exists():
         return target

@@ -52,11 +52,13 @@ def make_layouts(
 
 
 def read_placement(folder: Path) -> dict | None:
-    """The ``placement.json`` sidecar in ``folder`` (a JSON object), or None when there is none.
+    """The ``placement.json`` sidecar in ``folder`` (schema ``schemas.Placement``), or None when there is none.
 
     Raises:
-        AnogenError: the file is not a JSON object.
+        AnogenError: not JSON, or a field of the wrong type or range (file and field named).
     """
+    from anogen_data.schemas import Placement, read_json_model
+
     path = Path(folder) / PLACEMENT
     if not path.is_file():
         return None
@@ -66,7 +68,7 @@ def read_placement(folder: Path) -> dict | None:
         raise AnogenError(f"{path} is not valid JSON ({exc}); re-run `anogen-data propose`") from exc
     if not isinstance(stats, dict):
         raise AnogenError(f"{path} must hold a JSON object; re-run `anogen-data propose`")
-    return stats
+    return read_json_model(path, Placement).model_dump(exclude_unset=True)  # as written: the lineage keeps it
 
 
 def write_placement(folder: Path, layouts: list[Layout], proposer: LayoutProposer) -> dict:

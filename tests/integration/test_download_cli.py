@@ -196,3 +196,10 @@ def test_default_source_is_anomalibs_mvtec_archive(monkeypatch):
     monkeypatch.delenv("ANOGEN_MVTEC_URL", raising=False)
     assert mvtec_source() is MVTEC_AD and MVTEC_AD.url.startswith("https://www.mydrive.ch/")
     assert MVTEC_AD.sha256 == "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
+
+
+def test_a_bad_category_is_one_line_before_anything_else(run_cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("ANOGEN_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli("download", "mvtec", "--category", "../x", "--data", tmp_path / "data")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "'../x' is not an MVTec AD category" in err
+    assert not any(tmp_path.iterdir())  # no cache, no data folder, no licence line before the error

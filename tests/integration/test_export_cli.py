@@ -77,6 +77,10 @@ def test_export_reads_the_placement_sidecar_beside_the_records(run_cli, demo_ind
     code, _, err = run_cli("export", "--index", demo_index, "--records", records, "--out", tmp_path / "ds2")
     assert code == 1 and "placement.json must hold a JSON object" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ds2" / "demo").exists()
+    (records.parent / "placement.json").write_text(json.dumps({**stats, "kind": 5, "agreement": "high"}))
+    code, _, err = run_cli("export", "--index", demo_index, "--records", records, "--out", tmp_path / "ds3")
+    assert code == 1 and "placement.json: kind: Input should be 'object', 'texture' or 'full'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ds3" / "demo").exists()
 
 
 def test_show_dropped_draws_dropped_records_and_writes_only_kept(run_cli, demo_index, tmp_path):
